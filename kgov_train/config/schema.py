@@ -1,0 +1,160 @@
+"""Typed schema of the recipe tree.
+
+Hydra validates every composed recipe against these dataclasses, so an unknown
+key or a value of the wrong type fails at composition time, before any data or
+model is touched, with the full dotted key in the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+CHAIN = ["data", "tokenizer", "shards", "pretrain", "sft", "dpo"]
+
+
+@dataclass
+class DataConfig:
+    inputs: List[str] = field(default_factory=list)  # files or globs: jsonl, jsonl.gz, parquet, txt
+    text_key: str = "text"
+    id_key: str = "id"
+    source: str = "default"  # provenance name recorded in every document's metadata
+    license: str = "unknown"
+    min_chars: int = 20
+    max_chars: int = 2_000_000
+    tasks: int = 2  # datatrove tasks (input files are split across them)
+    workers: int = 2  # datatrove worker processes
+    compression: Optional[str] = "gzip"  # output files: jsonl.gz, or jsonl when null
+
+
+@dataclass
+class TokenizerConfig:
+    model_type: str = "bpe"  # bpe | unigram
+    vocab_size: int = 32000
+    character_coverage: float = 0.9995
+    input_sentence_size: int = 2_000_000  # sentences sampled for training
+    max_sentence_length: int = 16384  # bytes; longer lines are split, not dropped
+    split_digits: bool = True
+    chat_template: Optional[str] = None  # jinja; null = the project's template
+    num_threads: int = 2
+
+
+@dataclass
+class ShardsConfig:
+    validation_fraction: float = 0.05  # of documents, chosen by hash of id
+    min_validation_docs: int = 1
+    max_tokens_per_file: int = 100_000_000
+    batch_size: int = 256  # documents encoded per call
+
+
+@dataclass
+class TrainStageConfig:
+    """Settings shared by every training stage (pretrain, sft, dpo)."""
+
+    max_steps: int = 100
+    save_steps: int = 50
+    save_total_limit: int = 2
+    logging_steps: int = 1
+    zero_stage: Optional[int] = None  # null: the deepspeed recipe's stage
+    micro_batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 3e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    dataloader_num_workers: int = 0
+    report_to: List[str] = field(default_factory=list)  # e.g. [wandb]; wandb runs offline unless WANDB_MODE says otherwise
+
+
+@dataclass
+class PretrainConfig(TrainStageConfig):
+    seq_len: int = 2048
+    learning_rate: float = 3e-4
+    warmup_steps: int = 10
+
+
+@dataclass
+class SFTConfig(TrainStageConfig):
+    data: List[str] = field(default_factory=list)  # jsonl files with a `messages` list
+    max_length: int = 1024
+    learning_rate: float = 2e-5
+    assistant_only_loss: bool = True
+
+
+@dataclass
+class DPOConfig(TrainStageConfig):
+    data: List[str] = field(default_factory=list)  # jsonl: prompt/chosen/rejected as message lists
+    max_length: int = 1024
+    learning_rate: float = 5e-7
+    beta: float = 0.1
+    loss_type: str = "sigmoid"
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    architecture: str = "llama"
+    hidden_size: int = MISSING
+    intermediate_size: int = MISSING
+    num_hidden_layers: int = MISSING
+    num_attention_heads: int = MISSING
+    num_key_value_heads: Optional[int] = None  # null: same as attention heads (no GQA)
+    max_position_embeddings: int = 4096
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    tie_word_embeddings: bool = False
+    initializer_range: float = 0.02
+    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 (GPU only)
+    init_from: Optional[str] = None  # local HF checkpoint for continued pretraining
+
+
+@dataclass
+class ClusterConfig:
+    name: str = MISSING
+    device: str = "cpu"  # cpu | cuda
+    backend: str = "gloo"  # gloo | nccl
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    gpus_per_node: int = 0
+    peak_tflops_per_device: float = 0.0  # dense bf16 peak, for MFU
+    # Slurm: used by the sbatch templates and the submitter.
+    partition: Optional[str] = None
+    cpu_partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    time: str = "24:00:00"
+    cpus_per_task: int = 2
+    mem: Optional[str] = None
+    master_port: int = 29500
+    setup: List[str] = field(default_factory=list)  # shell lines run before training (module load, venv)
+    env: Dict[str, str] = field(default_factory=dict)  # exported in jobs (NCCL_*, GLOO_SOCKET_IFNAME)
+
+
+@dataclass
+class KGovConfig:
+    recipe_name: str = MISSING
+    run_dir: str = "runs/${recipe_name}"
+    stages: List[str] = field(default_factory=lambda: list(CHAIN))
+    seed: int = 42
+    force: bool = False
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    shards: ShardsConfig = field(default_factory=ShardsConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    # DeepSpeed's own JSON config, as in recipes/deepspeed/*.yaml; the Trainer fills "auto".
+    deepspeed: Dict[str, Any] = field(default_factory=dict)
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="kgov_schema", node=KGovConfig)

@@ -1,0 +1,94 @@
+"""Checks a typed schema cannot express, run before any stage does heavy work.
+
+Every message names the dotted key at fault, so a researcher editing YAML sees
+which line to fix.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from kgov_train.config.schema import CHAIN
+
+
+class RecipeError(ValueError):
+    pass
+
+
+def resolve_globs(patterns: list[str], key: str) -> list[Path]:
+    """Expand file names and globs in order; every entry must match at least one file."""
+    files: list[Path] = []
+    for i, pattern in enumerate(patterns):
+        matches = sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True))
+        matches = [m for m in matches if Path(m).is_file()]
+        if not matches:
+            raise RecipeError(f"{key}[{i}]: no file matches '{pattern}'")
+        files += [Path(m).resolve() for m in matches]
+    return list(dict.fromkeys(files))
+
+
+def validate(cfg: DictConfig) -> None:
+    errors: list[str] = []
+
+    def check(ok: bool, msg: str) -> None:
+        if not ok:
+            errors.append(msg)
+
+    unknown = [s for s in cfg.stages if s not in CHAIN]
+    check(not unknown, f"stages: unknown stage(s) {unknown}; the chain is {CHAIN}")
+    check(len(cfg.stages) > 0, "stages: empty list; name at least one of " + ", ".join(CHAIN))
+    check(cfg.nproc_per_node >= 1, f"nproc_per_node: must be >= 1, got {cfg.nproc_per_node}")
+    check(cfg.nnodes >= 1, f"nnodes: must be >= 1, got {cfg.nnodes}")
+    check(cfg.cluster.device in ("cpu", "cuda"), f"cluster.device: 'cpu' or 'cuda', got '{cfg.cluster.device}'")
+    check(cfg.cluster.backend in ("gloo", "nccl"), f"cluster.backend: 'gloo' or 'nccl', got '{cfg.cluster.backend}'")
+    check(cfg.cluster.precision in ("fp32", "bf16", "fp16"), f"cluster.precision: fp32, bf16 or fp16, got '{cfg.cluster.precision}'")
+    check(not (cfg.cluster.device == "cpu" and cfg.cluster.backend == "nccl"), "cluster.backend: nccl needs cluster.device=cuda; use gloo on CPU")
+    check(not (cfg.cluster.device == "cpu" and cfg.cluster.precision != "fp32"),
+          f"cluster.precision: {cfg.cluster.precision} training needs a GPU; use fp32 with cluster.device=cpu")
+
+    stages = set(cfg.stages)
+    if "data" in stages:
+        check(len(cfg.data.inputs) > 0, "data.inputs: empty; list the corpus files or globs")
+        try:
+            resolve_globs(list(cfg.data.inputs), "data.inputs")
+        except RecipeError as e:
+            errors.append(str(e))
+        check(cfg.data.min_chars >= 0, f"data.min_chars: must be >= 0, got {cfg.data.min_chars}")
+        check(cfg.data.max_chars > cfg.data.min_chars, "data.max_chars: must exceed data.min_chars")
+        check(cfg.data.compression in (None, "gzip"), f"data.compression: null or gzip, got '{cfg.data.compression}'")
+    if "tokenizer" in stages:
+        check(cfg.tokenizer.model_type in ("bpe", "unigram"), f"tokenizer.model_type: bpe or unigram, got '{cfg.tokenizer.model_type}'")
+        check(cfg.tokenizer.vocab_size >= 300, f"tokenizer.vocab_size: at least 300 (256 byte pieces + specials), got {cfg.tokenizer.vocab_size}")
+        check(0 < cfg.tokenizer.character_coverage <= 1, "tokenizer.character_coverage: in (0, 1]")
+    if "shards" in stages:
+        check(0 <= cfg.shards.validation_fraction < 1, "shards.validation_fraction: in [0, 1)")
+
+    for name in ("pretrain", "sft", "dpo"):
+        if name not in stages:
+            continue
+        s = cfg[name]
+        for key in ("max_steps", "save_steps", "logging_steps", "micro_batch_size", "gradient_accumulation_steps"):
+            check(s[key] >= 1, f"{name}.{key}: must be >= 1, got {s[key]}")
+        check(s.zero_stage is None or s.zero_stage in (0, 1, 2, 3), f"{name}.zero_stage: 0, 1, 2 or 3, got {s.zero_stage}")
+        if name in ("sft", "dpo"):
+            check(len(s.data) > 0, f"{name}.data: empty; list the {name.upper()} jsonl files")
+            try:
+                resolve_globs(list(s.data), f"{name}.data")
+            except RecipeError as e:
+                errors.append(str(e))
+    zero = cfg.deepspeed.get("zero_optimization", {}) if cfg.deepspeed else {}
+    if "pretrain" in stages:
+        check(cfg.pretrain.seq_len <= cfg.model.max_position_embeddings,
+              f"pretrain.seq_len: {cfg.pretrain.seq_len} exceeds model.max_position_embeddings={cfg.model.max_position_embeddings}")
+        check(cfg.model.hidden_size % cfg.model.num_attention_heads == 0,
+              "model.hidden_size: must be divisible by model.num_attention_heads")
+        if cfg.model.init_from:
+            check(Path(cfg.model.init_from).is_dir(), f"model.init_from: '{cfg.model.init_from}' is not a local folder (no hub downloads)")
+    if zero.get("offload_param") and any(cfg[n].zero_stage not in (None, 3) for n in ("pretrain", "sft", "dpo") if n in stages):
+        errors.append("deepspeed.zero_optimization.offload_param: needs ZeRO-3; a training stage sets zero_stage below 3")
+
+    if errors:
+        raise RecipeError("invalid recipe:\n  " + "\n  ".join(errors))

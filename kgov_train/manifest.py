@@ -1,0 +1,145 @@
+"""Stage manifests: the only thing a stage trusts about the stages before it.
+
+`<run_dir>/<stage>/manifest.json` records the stage's resolved config, its inputs
+and outputs with sha256, metrics, package versions, git commit and timing. A
+stage is sealed (status `complete`) only after all its outputs are written and
+hashed; readers re-hash those outputs and refuse a mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+_PACKAGES = (
+    "kgov-train", "torch", "deepspeed", "transformers", "trl", "peft", "accelerate",
+    "datatrove", "sentencepiece", "tokenizers", "hydra-core", "omegaconf", "numpy",
+)
+
+
+class ManifestError(RuntimeError):
+    """An upstream artifact is missing, unfinished or not what its manifest sealed."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def list_files(path: Path) -> list[Path]:
+    """The file itself, or every file below a folder, in a stable order."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def hash_entries(paths: list[Path], relative_to: Path | None = None) -> list[dict[str, Any]]:
+    entries = []
+    for top in paths:
+        for f in list_files(top):
+            name = str(f.relative_to(relative_to)) if relative_to else str(f)
+            entries.append({"path": name, "sha256": sha256_file(f), "bytes": f.stat().st_size})
+    return entries
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def git_commit() -> str | None:
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def fingerprint(config: dict[str, Any], inputs: list[dict[str, Any]]) -> str:
+    blob = json.dumps({"config": config, "inputs": [(i["path"], i["sha256"]) for i in inputs]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class Manifest:
+    stage: str
+    status: str = "running"  # running | complete | failed
+    fingerprint: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=versions)
+    git_commit: str | None = field(default_factory=git_commit)
+    host: str = field(default_factory=socket.gethostname)
+    started_at: str = field(default_factory=lambda: _now())
+    ended_at: str | None = None
+    wall_seconds: float | None = None
+    error: str | None = None
+
+    @staticmethod
+    def load(stage_dir: Path) -> "Manifest | None":
+        path = stage_dir / MANIFEST
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return Manifest(**data)
+        except (json.JSONDecodeError, TypeError) as e:
+            raise ManifestError(f"{path}: unreadable manifest ({e}); delete the stage folder or rerun with force=true") from e
+
+    def save(self, stage_dir: Path) -> None:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        tmp = stage_dir / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, stage_dir / MANIFEST)  # atomic: a reader never sees half a manifest
+
+    def finish(self, status: str, started: float) -> None:
+        self.status = status
+        self.ended_at = _now()
+        self.wall_seconds = round(time.time() - started, 2)
+
+
+def verify_outputs(stage_dir: Path) -> Manifest:
+    """Load a sealed upstream manifest and check its outputs still hash the same."""
+    m = Manifest.load(stage_dir)
+    if m is None:
+        raise ManifestError(f"{stage_dir}: no manifest.json; run stage '{stage_dir.name}' first")
+    if m.status != "complete":
+        raise ManifestError(f"{stage_dir / MANIFEST}: stage '{m.stage}' is {m.status}, not complete; run it first")
+    for entry in m.outputs:
+        path = stage_dir / entry["path"]
+        if not path.exists():
+            raise ManifestError(f"{path}: listed in {stage_dir / MANIFEST} but missing; rerun stage '{m.stage}' with force=true")
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            raise ManifestError(
+                f"{path}: sha256 {actual[:12]}… differs from {entry['sha256'][:12]}… sealed in "
+                f"{stage_dir / MANIFEST}; the file changed after stage '{m.stage}' ran. Rerun it with force=true"
+            )
+    return m
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,0 +1,173 @@
+"""Run the chain: decide per stage whether to skip, resume or start afresh; seal manifests.
+
+Make-like rule: a stage whose manifest is `complete` with the same config and the
+same input hashes is skipped. A stage that was interrupted (status `running` or
+`failed`) with the same inputs keeps its folder, so training resumes from its
+checkpoints. New inputs, or `force=true`, start the stage from an empty folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from kgov_train.config.schema import CHAIN
+from kgov_train.manifest import Manifest, ManifestError, fingerprint, hash_entries, verify_outputs
+from kgov_train.stages import STAGES, Stage, StageContext
+
+log = logging.getLogger("kgov_train")
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class Plan:
+    stage: Stage
+    stage_dir: Path
+    manifest: Manifest
+    skip: bool
+
+
+def stage_config(cfg: DictConfig, stage: Stage) -> dict[str, Any]:
+    return {key: OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=True)
+            if OmegaConf.is_config(OmegaConf.select(cfg, key)) else OmegaConf.select(cfg, key)
+            for key in stage.config_keys}
+
+
+def upstream_inputs(run_dir: Path, stage: Stage) -> list[dict[str, Any]]:
+    """The sealed outputs of the stages this one needs, each re-hashed and checked."""
+    inputs = []
+    for name in stage.needs:
+        up_dir = run_dir / name
+        try:
+            m = verify_outputs(up_dir)
+        except ManifestError as e:
+            raise ManifestError(f"stage '{stage.name}' needs stage '{name}': {e}") from None
+        inputs += [{"path": str(up_dir / o["path"]), "sha256": o["sha256"], "from_stage": name} for o in m.outputs]
+    return inputs
+
+
+def plan_stage(cfg: DictConfig, stage: Stage, force: bool) -> Plan:
+    run_dir = Path(cfg.run_dir)
+    stage_dir = run_dir / stage.name
+    inputs = upstream_inputs(run_dir, stage) + hash_entries(stage.external_inputs(cfg))
+    config = stage_config(cfg, stage)
+    fp = fingerprint(config, inputs)
+    old = Manifest.load(stage_dir)
+    if old and old.status == "complete" and old.fingerprint == fp and not force:
+        return Plan(stage, stage_dir, old, skip=True)
+    same_inputs = old is not None and [(i["path"], i["sha256"]) for i in old.inputs] == [
+        (i["path"], i["sha256"]) for i in inputs
+    ]
+    if stage_dir.exists() and (force or not same_inputs):
+        why = "force=true" if force else "its inputs changed"
+        log.info("%s: clearing %s (%s)", stage.name, stage_dir, why)
+        shutil.rmtree(stage_dir)
+    elif old is not None:
+        log.info("%s: previous run was %s with the same inputs; continuing in %s", stage.name, old.status, stage_dir)
+    manifest = Manifest(stage=stage.name, fingerprint=fp, config=config, inputs=inputs)
+    manifest.save(stage_dir)
+    return Plan(stage, stage_dir, manifest, skip=False)
+
+
+def execute(plan: Plan, cfg: DictConfig, rank: int = 0, world_size: int = 1) -> Manifest:
+    """Run a planned stage in this process; rank 0 seals the manifest."""
+    run_dir = Path(cfg.run_dir)
+    ctx = StageContext(
+        cfg=cfg, run_dir=run_dir, stage_dir=plan.stage_dir,
+        upstream={n: run_dir / n for n in plan.stage.needs}, rank=rank, world_size=world_size,
+    )
+    started = time.time()
+    m = plan.manifest
+    try:
+        result = plan.stage.run(ctx)
+    except BaseException as e:
+        if rank == 0:
+            m.error = f"{type(e).__name__}: {e}"
+            m.finish("failed", started)
+            m.save(plan.stage_dir)
+        raise
+    if rank == 0:
+        m.outputs = hash_entries([plan.stage_dir / o for o in result.outputs], relative_to=plan.stage_dir)
+        m.metrics = result.metrics
+        m.finish("complete", started)
+        m.save(plan.stage_dir)
+    return m
+
+
+def ordered(stages: list[str]) -> list[Stage]:
+    return [STAGES[name] for name in CHAIN if name in stages]
+
+
+def run_chain(cfg: DictConfig, overrides: list[str]) -> list[Manifest]:
+    from kgov_train import launch  # torch-free; the training stages themselves run in child processes
+
+    done = []
+    for stage in ordered(list(cfg.stages)):
+        plan = plan_stage(cfg, stage, force=bool(cfg.force))
+        if plan.skip:
+            log.info("%s: complete with the same config and inputs, skipped (force=true reruns it)", stage.name)
+            done.append(plan.manifest)
+            continue
+        log.info("%s: running -> %s", stage.name, plan.stage_dir)
+        t0 = time.time()
+        if stage.distributed:
+            launch.torchrun_stage(cfg, stage.name, overrides)
+            m = Manifest.load(plan.stage_dir)
+            if m is None or m.status != "complete":
+                raise StageFailed(f"stage '{stage.name}' ended without sealing {plan.stage_dir}/manifest.json")
+        else:
+            try:
+                m = execute(plan, cfg)
+            except (ManifestError, StageFailed):
+                raise
+            except Exception as e:
+                log.debug(traceback.format_exc())
+                raise StageFailed(f"stage '{stage.name}' failed: {type(e).__name__}: {e}") from e
+        log.info("%s: complete in %.1fs; %s", stage.name, time.time() - t0, _summary(m.metrics))
+        done.append(m)
+    return done
+
+
+def run_distributed_stage(cfg: DictConfig) -> None:
+    """Entry for each torchrun process: rank 0 plans and seals, every rank trains."""
+    import torch.distributed as dist
+
+    from kgov_train.train.distributed import init_distributed
+
+    rank, world = init_distributed(cfg)
+    names = list(cfg.stages)
+    if len(names) != 1 or not STAGES.get(names[0]) or not STAGES[names[0]].distributed:
+        raise StageFailed(f"under torchrun, stages must name one training stage, got stages={names}")
+    stage = STAGES[names[0]]
+    box: list[Any] = [None]
+    if rank == 0:
+        try:
+            plan = plan_stage(cfg, stage, force=bool(cfg.force))
+            box = [(plan.skip, plan.manifest)]
+        except ManifestError as e:
+            box = [e]
+    dist.broadcast_object_list(box, src=0)
+    if isinstance(box[0], Exception):
+        raise box[0]
+    skip, manifest = box[0]
+    if skip:
+        if rank == 0:
+            log.info("%s: complete with the same config and inputs, skipped", stage.name)
+        return
+    execute(Plan(stage, Path(cfg.run_dir) / stage.name, manifest, skip=False), cfg, rank, world)
+    dist.barrier()
+
+
+def _summary(metrics: dict[str, Any]) -> str:
+    flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+    return ", ".join(f"{k}={v}" for k, v in list(flat.items())[:8])

@@ -1,0 +1,1 @@
+"""data stage (placeholder until data_prep lands)."""

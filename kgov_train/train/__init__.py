@@ -1,0 +1,1 @@
+"""Training side: torch, DeepSpeed, transformers and TRL live here only."""

@@ -1,0 +1,54 @@
+"""Build the smoke SFT and DPO sets from examples/data/ko-chatbot/ChatbotData.csv.
+
+SFT: each Q/A pair becomes a user/assistant conversation.
+DPO: each question keeps its own answer as `chosen`; `rejected` is the answer of
+another pair with a different label (everyday / negative / positive feelings),
+picked deterministically, so the preference is learnable and reproducible.
+
+    python scripts/make_chatbot_sets.py [--limit 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1] / "examples" / "data" / "ko-chatbot"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--csv", type=Path, default=HERE / "ChatbotData.csv")
+    ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--limit", type=int, default=2000, help="pairs to keep (every k-th row, for spread)")
+    args = ap.parse_args()
+
+    with open(args.csv, encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["Q"].strip() and r["A"].strip()]
+    step = max(1, len(rows) // args.limit)
+    rows = rows[::step][: args.limit]
+
+    with open(args.out / "sft.jsonl", "w", encoding="utf-8") as sft:
+        for i, r in enumerate(rows):
+            msgs = [{"role": "user", "content": r["Q"].strip()}, {"role": "assistant", "content": r["A"].strip()}]
+            sft.write(json.dumps({"id": f"chatbot-{i}", "messages": msgs, "source": "ko-chatbot"}, ensure_ascii=False) + "\n")
+
+    n = len(rows)
+    with open(args.out / "dpo.jsonl", "w", encoding="utf-8") as dpo:
+        for i, r in enumerate(rows):
+            j = next(((i + k) % n for k in range(n // 2, n) if rows[(i + k) % n]["label"] != r["label"]), (i + n // 2) % n)
+            rec = {
+                "id": f"chatbot-{i}",
+                "prompt": [{"role": "user", "content": r["Q"].strip()}],
+                "chosen": [{"role": "assistant", "content": r["A"].strip()}],
+                "rejected": [{"role": "assistant", "content": rows[j]["A"].strip()}],
+                "source": "ko-chatbot",
+            }
+            dpo.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    print(f"wrote {n} SFT and {n} DPO records to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
