@@ -1,4 +1,8 @@
-"""`kgov-train`: the Hydra app over recipes/ that runs the chain of stages."""
+"""`kgov-train`: the Hydra app over recipes/ that runs the chain of stages.
+
+    kgov-train recipe=smoke [overrides]                 run the recipe's stages here
+    kgov-train submit recipe=X cluster=Y [--dry-run]    submit them to Slurm as chained jobs
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from kgov_train.launch import LaunchError, under_torchrun
 from kgov_train.manifest import ManifestError
 
 log = logging.getLogger("kgov_train")
+_MODE = {"submit": False, "dry_run": False}
 
 # Air-gapped by default (망분리): nothing reaches a hub or an online tracker unless the user says so.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -38,7 +43,15 @@ def _app(cfg: DictConfig) -> None:
     overrides = list(HydraConfig.get().overrides.task)
     try:
         validate(cfg)
-        if under_torchrun():
+        if _MODE["submit"]:
+            from kgov_train.slurm import SubmitError, submit
+
+            try:
+                ids = submit(cfg, overrides, dry_run=_MODE["dry_run"])
+            except SubmitError as e:
+                raise pipeline.StageFailed(str(e)) from None
+            print(" ".join(ids))
+        elif under_torchrun():
             pipeline.run_distributed_stage(cfg)
         else:
             done = pipeline.run_chain(cfg, overrides)
@@ -51,6 +64,13 @@ def _app(cfg: DictConfig) -> None:
 
 def main() -> None:
     _setup()
+    # `submit` and `--dry-run` are ours, not Hydra's: take them off argv before Hydra parses it.
+    if len(sys.argv) > 1 and sys.argv[1] == "submit":
+        _MODE["submit"] = True
+        del sys.argv[1]
+        if "--dry-run" in sys.argv:
+            _MODE["dry_run"] = True
+            sys.argv.remove("--dry-run")
     _app()
 
 

@@ -33,11 +33,14 @@ def stage_env(cfg: DictConfig) -> dict[str, str]:
     return env
 
 
-def child_overrides(overrides: list[str], stage: str) -> list[str]:
-    """The user's overrides, with the stage list narrowed and force already applied by the parent."""
+def child_overrides(overrides: list[str], stage: str, force: bool = False) -> list[str]:
+    """The user's overrides with the stage list narrowed to one stage.
+
+    A local parent has already applied `force` (cleared the folder), so its children get force=false.
+    """
     ours = ("stages", "force")
     kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ours]
-    return kept + [f"stages=[{stage}]", "force=false"]
+    return kept + [f"stages=[{stage}]", f"force={str(force).lower()}"]
 
 
 def torchrun_stage(cfg: DictConfig, stage: str, overrides: list[str]) -> None:

@@ -1,0 +1,102 @@
+"""`kgov-train submit`: one sbatch job per stage, chained with --dependency=afterok.
+
+Each job script is a template from slurm/ (train.sbatch for training stages,
+cpu.sbatch for the others) whose #SBATCH lines are replaced by ones derived from
+the cluster profile and whose arguments are the recipe's overrides, narrowed to
+that stage. Rendered scripts are kept in <run_dir>/slurm/ for the record.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from kgov_train import REPO_ROOT
+from kgov_train.launch import child_overrides
+from kgov_train.pipeline import ordered
+
+log = logging.getLogger("kgov_train")
+TEMPLATES = REPO_ROOT / "slurm"
+
+
+class SubmitError(RuntimeError):
+    pass
+
+
+@dataclass
+class Job:
+    stage: str
+    script: str
+    path: Path
+
+
+def sbatch_options(cfg: DictConfig, stage: str, distributed: bool) -> list[str]:
+    c = cfg.cluster
+    log_dir = Path(cfg.run_dir).resolve() / "slurm"
+    opts = [f"--job-name=kgov-{cfg.recipe_name}-{stage}", f"--output={log_dir}/{stage}-%j.out"]
+    partition = c.partition if distributed else (c.cpu_partition or c.partition)
+    opts += [f"--{k}={v}" for k, v in (("partition", partition), ("account", c.account), ("qos", c.qos)) if v]
+    if distributed:
+        opts += [f"--nodes={cfg.nnodes}", "--ntasks-per-node=1"]
+        if c.gpus_per_node:
+            opts.append(f"--gpus-per-node={c.gpus_per_node}")
+    else:
+        opts += ["--nodes=1", "--ntasks=1"]
+    opts += [f"--cpus-per-task={c.cpus_per_task}", f"--time={c.time}"]
+    if c.mem is not None:
+        opts.append(f"--mem={c.mem}")
+    return opts
+
+
+def render(cfg: DictConfig, stage: str, distributed: bool, overrides: list[str]) -> str:
+    template = (TEMPLATES / ("train.sbatch" if distributed else "cpu.sbatch")).read_text(encoding="utf-8")
+    lines = template.splitlines()
+    body = [line for line in lines[1:] if not line.startswith("#SBATCH")]
+    nproc = cfg.cluster.gpus_per_node or cfg.nproc_per_node
+    head = [lines[0], f"# Rendered by `kgov-train submit` for stage '{stage}' of recipe '{cfg.recipe_name}'."]
+    head += [f"#SBATCH {o}" for o in sbatch_options(cfg, stage, distributed)]
+    env = {"KGOV_REPO": str(REPO_ROOT), "KGOV_WORKDIR": str(Path.cwd()), "NPROC_PER_NODE": str(nproc),
+           "MASTER_PORT": str(cfg.cluster.master_port), **{str(k): str(v) for k, v in cfg.cluster.env.items()}}
+    setup = [f"export {k}={shlex.quote(v)}" for k, v in env.items()] + list(cfg.cluster.setup)
+    args = child_overrides([o for o in overrides if not o.startswith("hydra.")], stage, force=bool(cfg.force))
+    args_line = "set -- " + " ".join(shlex.quote(a) for a in args)
+    return "\n".join(head + setup + [args_line] + body) + "\n"
+
+
+def render_chain(cfg: DictConfig, overrides: list[str]) -> list[Job]:
+    out_dir = Path(cfg.run_dir) / "slurm"
+    return [
+        Job(s.name, render(cfg, s.name, s.distributed, overrides), out_dir / f"{i:02d}-{s.name}.sbatch")
+        for i, s in enumerate(ordered(list(cfg.stages)))
+    ]
+
+
+def submit(cfg: DictConfig, overrides: list[str], dry_run: bool) -> list[str]:
+    """Write and (unless dry_run) submit the chain; returns job ids (placeholders when dry)."""
+    jobs = render_chain(cfg, overrides)
+    ids: list[str] = []
+    for job in jobs:
+        cmd = ["sbatch", "--parsable"]
+        if ids:
+            cmd.append(f"--dependency=afterok:{ids[-1]}")
+        cmd.append(str(job.path))
+        if dry_run:
+            print(f"# {job.path}\n# {' '.join(cmd)}\n{job.script}")
+            ids.append(f"<{job.stage}>")
+            continue
+        job.path.parent.mkdir(parents=True, exist_ok=True)
+        job.path.write_text(job.script, encoding="utf-8")
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        except FileNotFoundError:
+            raise SubmitError("sbatch not found: run `kgov-train submit` on a Slurm login node, or use --dry-run") from None
+        if res.returncode != 0:
+            raise SubmitError(f"sbatch refused {job.path}: {res.stderr.strip()}")
+        ids.append(res.stdout.strip().split(";")[0])
+        log.info("submitted %s as job %s%s", job.stage, ids[-1], f" (after {ids[-2]})" if len(ids) > 1 else "")
+    return ids

@@ -1,0 +1,86 @@
+"""A bad recipe fails in seconds, before any heavy work, naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from kgov_train.config.validate import RecipeError, validate
+from tests.helpers import compose_cfg
+
+
+def kgov(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kgov_train.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=cwd)
+
+
+@pytest.mark.parametrize(
+    "override, key, words",
+    [
+        ("pretrain.max_stepz=5", "pretrain.max_stepz", "not in"),
+        ("pretrain.max_steps=lots", "pretrain.max_steps", "could not be converted"),
+        ("tokenizer.vocab_size=1.5", "tokenizer.vocab_size", "could not be converted"),
+        ("model=no_such_size", "model", "no_such_size"),
+    ],
+)
+def test_schema_errors_name_the_key_without_traceback(override, key, words, tmp_path):
+    res = kgov("recipe=smoke", f"run_dir={tmp_path / 'run'}", override)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert key in out and words in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "run").exists(), "nothing may be written for a bad recipe"
+
+
+def test_semantic_errors_exit_2_listing_every_bad_key(tmp_path):
+    res = kgov("recipe=smoke", f"run_dir={tmp_path / 'run'}", f"data.inputs=[{tmp_path}/nothing/*.jsonl]",
+               "pretrain.seq_len=100000", "stages=[data,pretrain,eval_later]")
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out
+    assert "data.inputs[0]: no file matches" in out
+    assert "pretrain.seq_len: 100000 exceeds model.max_position_embeddings" in out
+    assert "stages: unknown stage(s) ['eval_later']" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "run").exists()
+
+
+def test_print_composed_config():
+    res = kgov("recipe=smoke", "pretrain.max_steps=7", "--cfg", "job")
+    assert res.returncode == 0, res.stderr
+    assert "max_steps: 7" in res.stdout and "recipe_name: smoke" in res.stdout
+
+
+def test_every_shipped_recipe_and_group_composes():
+    from pathlib import Path
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    for group in ("model", "deepspeed", "cluster"):
+        for option in sorted(p.stem for p in (recipes / group).glob("*.yaml")):
+            cfg = compose_cfg(["recipe=smoke", f"{group}={option}"])
+            assert cfg[group] is not None
+    cfg = compose_cfg(["recipe=kgov_7b"])
+    assert cfg.model.hidden_size == 4096 and cfg.deepspeed.zero_optimization.stage == 3
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["cluster.backend=nccl"], "cluster.backend: nccl needs cluster.device=cuda"),
+        (["cluster.precision=bf16"], "cluster.precision: bf16 training needs a GPU"),
+        (["pretrain.zero_stage=4"], "pretrain.zero_stage: 0, 1, 2 or 3"),
+        (["sft.micro_batch_size=0"], "sft.micro_batch_size: must be >= 1"),
+        (["tokenizer.model_type=wordpiece"], "tokenizer.model_type: bpe or unigram"),
+        (["model.init_from=/no/such/checkpoint"], "model.init_from: '/no/such/checkpoint' is not a local folder"),
+        (["deepspeed=zero3_offload", "pretrain.zero_stage=2"], "offload_param: needs ZeRO-3"),
+    ],
+)
+def test_semantic_checks(overrides, message):
+    cfg = compose_cfg(["recipe=smoke", *overrides])
+    with pytest.raises(RecipeError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        validate(cfg)
+
+
+def test_smoke_recipe_is_valid():
+    validate(compose_cfg(["recipe=smoke"]))
