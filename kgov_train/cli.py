@@ -60,6 +60,11 @@ def _app(cfg: DictConfig) -> None:
         # Expected failures get one clear message, not a traceback.
         log.error("%s", e)
         sys.exit(2 if isinstance(e, RecipeError) else 1)
+    except Exception as e:
+        # A training process: the stage's traceback.txt holds the details (see pipeline.execute).
+        log.error("%s: %s", type(e).__name__, e)
+        log.debug("details", exc_info=True)  # shown with hydra.verbose=kgov_train
+        sys.exit(1)
 
 
 def main() -> None:

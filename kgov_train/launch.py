@@ -43,7 +43,8 @@ def child_overrides(overrides: list[str], stage: str, force: bool = False) -> li
     return kept + [f"stages=[{stage}]", f"force={str(force).lower()}"]
 
 
-def torchrun_stage(cfg: DictConfig, stage: str, overrides: list[str]) -> None:
+def torchrun_stage(cfg: DictConfig, stage: str, overrides: list[str]) -> int:
+    """Run one training stage on this machine; returns torchrun's exit status."""
     if int(cfg.nnodes) > 1:
         raise LaunchError(
             f"nnodes={cfg.nnodes}: multi-node stages are launched by Slurm, one torchrun per node; "
@@ -54,6 +55,4 @@ def torchrun_stage(cfg: DictConfig, stage: str, overrides: list[str]) -> None:
         f"--nproc_per_node={cfg.nproc_per_node}", "-m", "kgov_train.cli", *child_overrides(overrides, stage),
     ]
     log.info("%s: %s", stage, " ".join(cmd[1:]))
-    rc = subprocess.call(cmd, env=stage_env(cfg))
-    if rc != 0:
-        raise LaunchError(f"stage '{stage}' failed: torchrun exited with status {rc} (the error is printed above)")
+    return subprocess.call(cmd, env=stage_env(cfg))

@@ -92,6 +92,8 @@ def execute(plan: Plan, cfg: DictConfig, rank: int = 0, world_size: int = 1) -> 
         result = plan.stage.run(ctx)
     except BaseException as e:
         if rank == 0:
+            # The traceback is for developers; users get the one-line error and this file's path.
+            (plan.stage_dir / "traceback.txt").write_text(traceback.format_exc(), encoding="utf-8")
             m.error = f"{type(e).__name__}: {e}"
             m.finish("failed", started)
             m.save(plan.stage_dir)
@@ -121,18 +123,17 @@ def run_chain(cfg: DictConfig, overrides: list[str]) -> list[Manifest]:
         log.info("%s: running -> %s", stage.name, plan.stage_dir)
         t0 = time.time()
         if stage.distributed:
-            launch.torchrun_stage(cfg, stage.name, overrides)
+            rc = launch.torchrun_stage(cfg, stage.name, overrides)
             m = Manifest.load(plan.stage_dir)
-            if m is None or m.status != "complete":
-                raise StageFailed(f"stage '{stage.name}' ended without sealing {plan.stage_dir}/manifest.json")
+            if rc != 0 or m is None or m.status != "complete":
+                raise StageFailed(_failure(stage.name, plan.stage_dir, m, f"torchrun exited with status {rc}"))
         else:
             try:
                 m = execute(plan, cfg)
-            except (ManifestError, StageFailed):
+            except ManifestError:
                 raise
-            except Exception as e:
-                log.debug(traceback.format_exc())
-                raise StageFailed(f"stage '{stage.name}' failed: {type(e).__name__}: {e}") from e
+            except Exception:
+                raise StageFailed(_failure(stage.name, plan.stage_dir, Manifest.load(plan.stage_dir), "")) from None
         log.info("%s: complete in %.1fs; %s", stage.name, time.time() - t0, _summary(m.metrics))
         done.append(m)
     return done
@@ -166,6 +167,12 @@ def run_distributed_stage(cfg: DictConfig) -> None:
         return
     execute(Plan(stage, Path(cfg.run_dir) / stage.name, manifest, skip=False), cfg, rank, world)
     dist.barrier()
+
+
+def _failure(name: str, stage_dir: Path, m: Manifest | None, fallback: str) -> str:
+    error = (m.error if m is not None and m.error else None) or fallback
+    where = stage_dir / "traceback.txt"
+    return f"stage '{name}' failed: {error}" + (f" (traceback: {where})" if where.exists() else "")
 
 
 def _summary(metrics: dict[str, Any]) -> str:
