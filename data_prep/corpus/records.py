@@ -1,0 +1,64 @@
+"""What travels between the corpus steps: datatrove Documents plus a few metadata keys.
+
+No step drops a document. A step that rejects one writes `reason` into its metadata
+and passes it on; only the final writer routes it to clean/ or rejected/. That makes
+"documents in == kept + rejected" hold by construction, and checkable at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from datatrove.data import Document
+
+# Why a record was rejected; the keys of the `rejected_by_reason` metric.
+BAD_JSON = "bad_json"  # the line does not parse as JSON
+NOT_AN_OBJECT = "not_an_object"  # valid JSON, but not an object ({...})
+BLANK_LINE = "blank_line"  # an empty or whitespace-only line in a jsonl file
+INVALID_UTF8 = "invalid_utf8"  # bytes that are not UTF-8; text holds a replacement-decoded copy
+MISSING_TEXT_KEY = "missing_text_key"
+NON_STRING_TEXT = "non_string_text"  # the text value is a number, list, null, ...
+UNREADABLE_FILE = "unreadable_file"  # corrupt or truncated .gz / parquet: the unread rest is one record
+EMPTY_TEXT = "empty_text"  # empty or whitespace-only after normalisation
+TOO_SHORT = "too_short"
+TOO_LONG = "too_long"
+DUPLICATE_EXACT = "duplicate_exact"  # same normalised text as an earlier kept document
+
+# Internal metadata keys: order in the corpus (file_index, line) and the reject record.
+FILE_INDEX = "file_index"
+FILE = "file"
+LINE = "line"  # 1-based: jsonl line, parquet row, 1 for a whole .txt file
+SHA256 = "sha256"
+REASON = "reason"
+DETAIL = "detail"
+RAW_BASE64 = "raw_base64"  # the undecodable bytes, lossless
+DUPLICATE_OF = "duplicate_of"
+DUPLICATE_OF_LOCATION = "duplicate_of_location"
+EXTRA = "extra"  # the input record's other fields, kept for provenance
+
+# Moved from metadata to the top level of a reject record.
+REJECT_FIELDS = (REASON, DETAIL, DUPLICATE_OF, DUPLICATE_OF_LOCATION, RAW_BASE64)
+
+
+def reject(doc: Document, reason: str, detail: str | None = None) -> Document:
+    doc.metadata[REASON] = reason
+    if detail:
+        doc.metadata[DETAIL] = detail
+    return doc
+
+
+def is_rejected(doc: Document) -> bool:
+    return REASON in doc.metadata
+
+
+def order_key(doc: Document) -> tuple[int, int]:
+    """Position in the corpus: input file order, then line. Duplicates keep the first by this key."""
+    return doc.metadata[FILE_INDEX], doc.metadata[LINE]
+
+
+def location(metadata: dict) -> str:
+    return f"{metadata[FILE]}:{metadata[LINE]}"
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

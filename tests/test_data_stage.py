@@ -1,0 +1,198 @@
+"""The data stage through the real chain and real datatrove: every input record is kept or
+rejected with a reason and its file:line; NFC before exact dedup; the same result for any
+number of tasks."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kgov_train.config.validate import RecipeError, validate
+from kgov_train.manifest import Manifest
+from kgov_train.pipeline import StageFailed, run_chain
+from tests.helpers import compose_cfg
+
+KO_LAW = "대한민국은 민주공화국이다. 대한민국의 주권은 국민에게 있고, 모든 권력은 국민으로부터 나온다."
+KO_BILL = "공무원이 자녀를 양육하기 위하여 육아휴직을 할 수 있는 자녀의 나이를 상향한다."
+SHORT = "네, 알겠습니다."  # 9 chars: kept with min_chars=5, and its copies are duplicates
+
+
+def jl(obj) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+@pytest.fixture
+def corpus(tmp_path) -> dict[str, Path]:
+    """One of each input kind, with every kind of malformed record. Expected outcome per line in comments."""
+    d = tmp_path / "in"
+    d.mkdir()
+    f = {}
+    f["a"] = d / "a.jsonl"
+    f["a"].write_bytes(b"".join([
+        jl({"id": "law-1", "text": KO_LAW, "year": 1987}),      # 1 kept
+        b'{"id": "x", "text": "unterminated\n',                  # 2 bad_json
+        b'{"text": "\xff\xfe \xea\xb0"}\n',                      # 3 invalid_utf8
+        jl({"body": KO_BILL}),                                  # 4 missing_text_key
+        jl({"text": "  \n "}),                                  # 5 empty_text
+        jl({"text": 42}),                                       # 6 non_string_text
+        jl({"text": "짧다"}),                                    # 7 too_short (2 < 5)
+        b"\n",                                                  # 8 blank_line
+        jl({"text": unicodedata.normalize("NFD", KO_LAW)}),     # 9 duplicate_exact of law-1 after NFC
+        jl([1, 2]),                                             # 10 not_an_object
+        jl({"id": "short-1", "text": SHORT}),                   # 11 kept
+        jl({"text": "가" * 1500}),                              # 12 too_long with max_chars=1000
+    ]))
+    f["b"] = d / "b.jsonl.gz"
+    with gzip.open(f["b"], "wb") as g:
+        g.write(jl({"text": KO_BILL}) + jl({"text": SHORT}))    # 1 kept (id b.jsonl.gz:1), 2 duplicate of short-1
+    f["c"] = d / "c.parquet"
+    pq.write_table(pa.table({"id": ["p1", "p2", "p3"], "text": ["행정안전부 공고 제2024-1호 개인정보 처리방침", SHORT, None],
+                             "agency": ["행안부", "행안부", "행안부"]}), f["c"])  # kept, duplicate, non_string_text
+    f["d"] = d / "d.txt"
+    f["d"].write_text("제1조 이 법은 지방공무원의 육아휴직에 관하여 규정한다.\n제2조 생략.\n", encoding="utf-8")  # kept
+    f["e"] = d / "e.jsonl.gz"
+    f["e"].write_bytes(b"this is not gzip at all")           # unreadable_file at e.jsonl.gz:1
+    f["f"] = d / "f.jsonl.gz"                                 # truncated gzip: 2 lines read, then unreadable_file
+    full = gzip.compress(b"".join(jl({"text": f"{KO_BILL} ({i}번째 사본)"}) for i in range(2000)))
+    f["f"].write_bytes(full[: len(full) // 2])
+    f["g"] = d / "g.parquet"
+    f["g"].write_bytes(b"PAR1 garbage, no footer")           # unreadable_file
+    return f
+
+
+def run_data(tmp_path: Path, name: str, inputs: list[Path], *overrides: str):
+    run_dir = tmp_path / name
+    ov = ["recipe=smoke", f"run_dir={run_dir}", "stages=[data]", "data.min_chars=5",
+          "data.inputs=[" + ",".join(f"'{p}'" for p in inputs) + "]", *overrides]
+    cfg = compose_cfg(ov)
+    validate(cfg)
+    run_chain(cfg, overrides=[])
+    return Manifest.load(run_dir / "data"), run_dir / "data"
+
+
+def read_records(folder: Path) -> list[dict]:
+    rows = []
+    for f in sorted(folder.glob("*.jsonl*")):
+        opener = gzip.open if f.suffix == ".gz" else open
+        with opener(f, "rt", encoding="utf-8") as fh:
+            rows += [json.loads(line) for line in fh]
+    return rows
+
+
+def test_every_record_is_kept_or_rejected_with_reason_and_location(tmp_path, corpus):
+    m, out = run_data(tmp_path, "run", list(corpus.values()), "data.tasks=2", "data.workers=2", "data.max_chars=1000")
+    assert m.status == "complete" and m.metrics["files_in"] == 7
+    kept, rejected = read_records(out / "clean"), read_records(out / "rejected")
+    met = m.metrics
+    assert met["docs_in"] == met["docs_kept"] + met["docs_rejected"] == len(kept) + len(rejected)
+    f_lines = len([r for r in rejected if r["location"].startswith(str(corpus["f"]))])
+    assert met["rejected_by_reason"] == {
+        "bad_json": 1, "blank_line": 1, "duplicate_exact": 3, "empty_text": 1, "invalid_utf8": 1, "missing_text_key": 1,
+        "non_string_text": 2, "not_an_object": 1, "too_long": 1, "too_short": 1, "unreadable_file": 3,
+    }
+    assert f_lines == 1  # the truncated gzip's unread tail is one record; its readable lines are kept
+    n_f_kept = len([k for k in kept if k["metadata"]["file"] == str(corpus["f"])])
+    assert n_f_kept > 0 and met["docs_kept"] == 5 + n_f_kept
+    assert met["chars_kept"] == sum(len(k["text"]) for k in kept)
+
+    # clean records: corpus order, provenance, sha256 of the (NFC) text
+    assert [k["id"] for k in kept[:5]] == ["law-1", "short-1", "b.jsonl.gz:1", "p1", "d.txt"]
+    for k in kept:
+        md = k["metadata"]
+        assert md["source"] == "ko-gov-sample" and md["license"].startswith("KR-Copyright")
+        assert {"file", "line", "sha256"} <= set(md) and "reason" not in k
+    assert kept[0]["metadata"]["extra"] == {"year": 1987}
+    assert kept[3]["metadata"]["extra"] == {"agency": "행안부"}
+
+    by_loc = {r["location"]: r for r in rejected}
+    a = str(corpus["a"])
+    assert by_loc[f"{a}:2"]["reason"] == "bad_json" and "unterminated" in by_loc[f"{a}:2"]["text"]
+    bad = by_loc[f"{a}:3"]
+    assert bad["reason"] == "invalid_utf8" and "\ufffd" in bad["text"]
+    assert base64.b64decode(bad["raw_base64"]) == b'{"text": "\xff\xfe \xea\xb0"}'  # nothing lost
+    missing = by_loc[f"{a}:4"]
+    assert missing["reason"] == "missing_text_key" and missing["metadata"]["extra"] == {"body": KO_BILL}
+    assert by_loc[f"{a}:6"]["detail"] == "'text' is int"
+    assert by_loc[f"{a}:7"]["reason"] == "too_short" and "min_chars=5" in by_loc[f"{a}:7"]["detail"]
+    assert by_loc[f"{corpus['e']}:1"]["reason"] == "unreadable_file"
+    assert by_loc[f"{corpus['g']}:1"]["reason"] == "unreadable_file"
+    assert by_loc[f"{corpus['c']}:3"]["detail"] == "'text' is null" and by_loc[f"{corpus['c']}:3"]["id"] == "p3"
+    for r in rejected:
+        assert r["reason"] and r["location"] and r["metadata"]["sha256"]
+
+
+def test_nfc_makes_decomposed_hangul_an_exact_duplicate(tmp_path, corpus):
+    m, out = run_data(tmp_path, "run", [corpus["a"]], "data.tasks=1", "data.workers=1")
+    dup = next(r for r in read_records(out / "rejected") if r["location"] == f"{corpus['a']}:9")
+    assert dup["reason"] == "duplicate_exact" and dup["duplicate_of"] == "law-1"
+    assert dup["duplicate_of_location"] == f"{corpus['a']}:1"
+    assert dup["text"] == KO_LAW  # composed syllables, not jamo
+    assert m.metrics["nfc_changed"] == 1
+
+
+def test_short_exact_duplicates_are_removed_keeping_the_first(tmp_path, corpus):
+    _, out = run_data(tmp_path, "run", [corpus["c"], corpus["b"], corpus["a"]], "data.tasks=3", "data.workers=2")
+    kept = [k for k in read_records(out / "clean") if k["text"] == SHORT]
+    assert [k["id"] for k in kept] == ["p2"]  # c.parquet comes first in data.inputs
+    dups = [r for r in read_records(out / "rejected") if r["text"] == SHORT]
+    assert {r["location"] for r in dups} == {f"{corpus['b']}:2", f"{corpus['a']}:11"}
+    assert all(r["reason"] == "duplicate_exact" and r["duplicate_of"] == "p2" for r in dups)
+
+
+def test_same_bytes_whatever_the_tasks_and_workers(tmp_path, corpus):
+    files = list(corpus.values())
+    one, _ = run_data(tmp_path, "t1", files, "data.tasks=1", "data.workers=1")
+    three, _ = run_data(tmp_path, "t3", files, "data.tasks=3", "data.workers=2")
+    assert one.outputs and [(o["path"], o["sha256"]) for o in one.outputs] == [
+        (o["path"], o["sha256"]) for o in three.outputs]
+    drop = ("tasks", "workers", "split_seconds", "merge_seconds")
+    assert {k: v for k, v in one.metrics.items() if k not in drop} == {
+        k: v for k, v in three.metrics.items() if k not in drop}
+
+
+def test_uncompressed_output_when_compression_is_null(tmp_path, corpus):
+    m, out = run_data(tmp_path, "run", [corpus["d"]], "data.compression=null", "data.tasks=1", "data.workers=1")
+    assert [o["path"] for o in m.outputs] == ["clean/000_00000.jsonl"]
+    assert read_records(out / "clean")[0]["id"] == "d.txt"
+
+
+def test_nothing_kept_fails_with_the_reasons(tmp_path, corpus):
+    with pytest.raises(StageFailed) as e:
+        run_data(tmp_path, "run", [corpus["a"], corpus["d"]], "data.min_chars=100000", "data.tasks=1")
+    msg = str(e.value)
+    assert "data stage kept 0 of 13 documents" in msg and "too_short=6" in msg and "bad_json=1" in msg
+    assert str(tmp_path / "run" / "data" / "rejected") in msg
+    m = Manifest.load(tmp_path / "run" / "data")
+    assert m.status == "failed" and "kept 0 of 13" in m.error
+    assert len(read_records(tmp_path / "run" / "data" / "rejected")) == 13  # the evidence is on disk
+
+
+def test_unsupported_input_type_is_a_recipe_error(tmp_path):
+    (tmp_path / "notes.csv").write_text("a,b\n")
+    with pytest.raises(RecipeError, match=r"data.inputs: unsupported file type: .*notes.csv"):
+        run_data(tmp_path, "run", [tmp_path / "notes.csv"])
+
+
+def test_cli_on_the_smoke_corpus(tmp_path):
+    """From the real CLI, where datatrove forks its workers from inside kgov-train."""
+    res = subprocess.run([sys.executable, "-m", "kgov_train.cli", "recipe=smoke", "stages=[data]",
+                          f"run_dir={tmp_path}"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    m = Manifest.load(tmp_path / "data")
+    assert m.metrics["docs_in"] == 11 == m.metrics["docs_kept"] + m.metrics["docs_rejected"]
+    assert m.metrics["workers"] == 2
+
+
+def test_data_prep_never_imports_torch():
+    code = ("import sys, data_prep.corpus, kgov_train.stages.data; "
+            "assert 'torch' not in sys.modules, 'data_prep pulled in torch'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
