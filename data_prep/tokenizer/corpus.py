@@ -1,0 +1,55 @@
+"""Read the data stage's output: `<run>/data/clean/*.jsonl[.gz]`, one JSON object per line
+(`{"id": str, "text": str, "metadata": {...}}`), files in sorted name order."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+import orjson
+
+
+class CorpusError(ValueError):
+    pass
+
+
+def clean_files(clean_dir: Path) -> list[Path]:
+    """Every .jsonl / .jsonl.gz below `clean_dir`, sorted by relative path (the corpus order)."""
+    clean_dir = Path(clean_dir)
+    if not clean_dir.is_dir():
+        raise CorpusError(f"{clean_dir}: no such folder; the data stage writes its documents there")
+    files = sorted((p for p in clean_dir.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz"))),
+                   key=lambda p: str(p.relative_to(clean_dir)))
+    if not files:
+        raise CorpusError(f"{clean_dir}: no *.jsonl or *.jsonl.gz files; did the data stage keep any document?")
+    return files
+
+
+def _open(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+
+
+def iter_documents(files: Iterable[Path]) -> Iterator[tuple[str, str]]:
+    """(id, text) per document, in corpus order. A malformed line is an error naming file and line."""
+    for path in files:
+        with _open(path) as f:
+            for lineno, raw in enumerate(f, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    rec = orjson.loads(raw)
+                except orjson.JSONDecodeError as e:
+                    raise CorpusError(f"{path}:{lineno}: not valid JSON ({e})") from None
+                if not isinstance(rec, dict) or "id" not in rec or "text" not in rec:
+                    got = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
+                    raise CorpusError(f"{path}:{lineno}: a document record needs keys 'id' and 'text', got {got}")
+                doc_id, text = rec["id"], rec["text"]
+                if not isinstance(text, str):
+                    raise CorpusError(f"{path}:{lineno}: 'text' is {type(text).__name__}, not a string")
+                yield str(doc_id), text
+
+
+def iter_ids(files: Iterable[Path]) -> Iterator[str]:
+    for doc_id, _ in iter_documents(files):
+        yield doc_id
