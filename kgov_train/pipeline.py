@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from kgov_train.config.schema import CHAIN
-from kgov_train.manifest import Manifest, ManifestError, fingerprint, hash_entries, verify_outputs
+from kgov_train.manifest import MANIFEST, Manifest, ManifestError, fingerprint, hash_entries, verify_outputs
 from kgov_train.stages import STAGES, Stage, StageContext
 
 log = logging.getLogger("kgov_train")
@@ -72,7 +72,7 @@ def plan_stage(cfg: DictConfig, stage: Stage, force: bool) -> Plan:
         why = "force=true" if force else "its inputs changed"
         log.info("%s: clearing %s (%s)", stage.name, stage_dir, why)
         shutil.rmtree(stage_dir)
-    elif old is not None:
+    elif old is not None and any(p.name != MANIFEST for p in stage_dir.iterdir()):
         log.info("%s: previous run was %s with the same inputs; continuing in %s", stage.name, old.status, stage_dir)
     manifest = Manifest(stage=stage.name, fingerprint=fp, config=config, inputs=inputs)
     manifest.save(stage_dir)

@@ -76,6 +76,7 @@ class PretrainConfig(TrainStageConfig):
     seq_len: int = 2048
     learning_rate: float = 3e-4
     warmup_steps: int = 10
+    eval_sequences: int = 64  # validation sequences of seq_len tokens scored after training (0: skip)
 
 
 @dataclass
@@ -111,6 +112,12 @@ class ModelConfig:
     initializer_range: float = 0.02
     attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 (GPU only)
     init_from: Optional[str] = None  # local HF checkpoint for continued pretraining
+    # Embedding rows rounded up to a multiple of this (1: exactly len(tokenizer)); the extra rows are never produced
+    # by the tokenizer. Ignored with init_from.
+    pad_vocab_multiple: int = 64
+    # init_from with fewer embedding rows than the tokenizer (an extended tokenizer): grow them, new rows at the mean
+    # of the old ones (transformers' mean_resizing). False refuses such a checkpoint.
+    resize_embeddings: bool = False
 
 
 @dataclass

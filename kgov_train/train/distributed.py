@@ -2,7 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+
 from omegaconf import DictConfig
+
+log = logging.getLogger("kgov_train")
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent (the torchrun agent) dies.
+
+    torchrun starts each worker in a session of its own, so a SIGKILL of the agent's process group (OOM killer,
+    `kill -9`, a lost ssh session) would leave the workers training on as orphans, still writing checkpoints
+    into the stage folder that the next run resumes from. With this they stop with their agent.
+    """
+    if not sys.platform.startswith("linux") or "LOCAL_RANK" not in os.environ:
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            log.debug("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the agent is already gone (reparented to init)
+        os._exit(1)
 
 
 def init_distributed(cfg: DictConfig) -> tuple[int, int]:
@@ -14,6 +44,7 @@ def init_distributed(cfg: DictConfig) -> tuple[int, int]:
     import deepspeed
     import torch.distributed as dist
 
+    die_with_parent()
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend=cfg.cluster.backend)
     return dist.get_rank(), dist.get_world_size()

@@ -1,0 +1,107 @@
+"""The smoke recipe end to end through the real CLI, and the run-folder contract it leaves."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kgov_train.config.schema import CHAIN
+
+pytestmark = pytest.mark.slow
+HANGUL = re.compile(r"[가-힣]")
+
+
+def kgov(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, "-m", "kgov_train.cli", "recipe=smoke", f"run_dir={run_dir}", *overrides],
+                         capture_output=True, text=True, timeout=1200)
+    (run_dir.parent / f"{run_dir.name}.log").write_text(res.stdout + res.stderr)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-6000:]
+    return res
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    kgov(run_dir)
+    return run_dir
+
+
+def manifest(run_dir: Path, stage: str) -> dict:
+    return json.loads((run_dir / stage / "manifest.json").read_text(encoding="utf-8"))
+
+
+def read_jsonl_gz(folder: Path) -> list[dict]:
+    rows = []
+    for f in sorted(folder.glob("*.jsonl*")):
+        opener = gzip.open if f.suffix == ".gz" else open
+        with opener(f, "rt", encoding="utf-8") as fh:
+            rows += [json.loads(line) for line in fh if line.strip()]
+    return rows
+
+
+def test_every_stage_is_sealed_with_the_contract_fields(smoke_run):
+    for stage in CHAIN:
+        m = manifest(smoke_run, stage)
+        assert m["stage"] == stage and m["status"] == "complete"
+        for key in ("config", "inputs", "outputs", "metrics", "versions", "started_at", "ended_at"):
+            assert m[key] not in (None, ""), (stage, key)
+        assert all(len(o["sha256"]) == 64 for o in m["outputs"])
+    assert {i["from_stage"] for i in manifest(smoke_run, "shards")["inputs"]} == {"data", "tokenizer"}
+    assert any("pretrain/final" in i["path"] for i in manifest(smoke_run, "sft")["inputs"])
+    assert any("sft/final" in i["path"] for i in manifest(smoke_run, "dpo")["inputs"])
+    assert any(i["path"].endswith("sft.jsonl") for i in manifest(smoke_run, "sft")["inputs"])
+
+
+def test_data_stage_accounts_for_every_document(smoke_run):
+    m = manifest(smoke_run, "data")["metrics"]
+    kept, rejected = read_jsonl_gz(smoke_run / "data" / "clean"), read_jsonl_gz(smoke_run / "data" / "rejected")
+    assert m["docs_in"] == m["docs_kept"] + m["docs_rejected"] == len(kept) + len(rejected)
+    assert all({"id", "text"} <= set(d) for d in kept)
+    assert all(d.get("reason") for d in rejected)
+
+
+def test_training_stages_leave_checkpoints_metrics_and_loadable_models(smoke_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok_dir = smoke_run / "tokenizer"
+    vocab = len(AutoTokenizer.from_pretrained(tok_dir))
+    assert json.loads((smoke_run / "shards" / "index.json").read_text())["splits"]["train"]["tokens"] > 0
+    for stage in ("pretrain", "sft", "dpo"):
+        assert any((smoke_run / stage / "checkpoints").glob("checkpoint-*")), stage
+        lines = [json.loads(x) for x in (smoke_run / stage / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        assert lines and all({"step", "loss", "tokens_per_sec"} <= set(x) for x in lines), stage
+        assert [x["step"] for x in lines] == sorted({x["step"] for x in lines}), stage
+        final = smoke_run / stage / "final"
+        model = AutoModelForCausalLM.from_pretrained(final)
+        assert model.get_input_embeddings().weight.shape[0] >= vocab
+        assert len(AutoTokenizer.from_pretrained(final)) == vocab
+
+
+def test_dpo_model_chats_in_korean_through_its_template(smoke_run):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    final = smoke_run / "dpo" / "final"
+    tok = AutoTokenizer.from_pretrained(final)
+    model = AutoModelForCausalLM.from_pretrained(final).eval()
+    batch = tok.apply_chat_template([{"role": "user", "content": "오늘 너무 피곤해"}], add_generation_prompt=True,
+                                    return_tensors="pt", return_dict=True)
+    prompt = tok.decode(batch["input_ids"][0])
+    assert "<|user|>" in prompt and prompt.rstrip().endswith("<|assistant|>")
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=24, min_new_tokens=8, do_sample=False)
+    reply = tok.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert HANGUL.search(reply), reply
+
+
+def test_rerun_skips_every_complete_stage(smoke_run):
+    before = {s: manifest(smoke_run, s)["started_at"] for s in CHAIN}
+    res = kgov(smoke_run)
+    assert (res.stdout + res.stderr).count("skipped") == len(CHAIN)
+    assert before == {s: manifest(smoke_run, s)["started_at"] for s in CHAIN}

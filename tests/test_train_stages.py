@@ -1,0 +1,461 @@
+"""pretrain, sft and dpo with real DeepSpeed/TRL on 2 CPU processes, and the pieces they are built from.
+
+The slow tests share one run folder: the real data/tokenizer/shards stages of the smoke recipe (once per session),
+then pretrain (ZeRO-2) killed with SIGKILL after its first checkpoint and resumed, then sft and dpo under ZeRO-3.
+Step counts are cut down; the whole file takes about a minute on 2 cores (46-65 s measured).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from kgov_train import REPO_ROOT
+
+PRETRAIN_STEPS, SAVE_STEPS = 40, 10
+SEQ_LEN, MICRO_BATCH, NPROC = 128, 4, 2
+CHAT = REPO_ROOT / "examples" / "data" / "ko-chatbot"
+
+# Records the sft/dpo stages must skip and count (one per reason), appended to the real data as a second file.
+BAD_SFT = [
+    "{not json",
+    json.dumps({"messages": []}),
+    json.dumps({"messages": [{"role": "bot", "content": "안녕"}, {"role": "assistant", "content": "네"}]}),
+    json.dumps({"messages": [{"role": "user", "content": "   "}, {"role": "assistant", "content": "네"}]}),
+    json.dumps({"messages": [{"role": "user", "content": "혼잣말"}]}),
+]
+BAD_DPO = [
+    json.dumps({"prompt": [{"role": "user", "content": "질문"}], "chosen": [], "rejected": [
+        {"role": "assistant", "content": "답"}]}),
+    json.dumps({"prompt": [{"role": "assistant", "content": "질문"}], "chosen": [
+        {"role": "assistant", "content": "답"}], "rejected": [{"role": "assistant", "content": "답"}]}),
+]
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from kgov_train.cli import _setup
+
+    _setup()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "recipes"), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides)
+
+
+def run_chain(overrides: list[str]):
+    from kgov_train.config.validate import validate
+    from kgov_train.pipeline import run_chain as chain
+
+    cfg = compose(overrides)
+    validate(cfg)
+    return chain(cfg, overrides)
+
+
+@contextlib.contextmanager
+def fd_output(path: Path):
+    """Send this process's fd 1 and 2 (and so torchrun's children's output) to `path` for the duration."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def metrics_rows(stage_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (stage_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+def manifest(stage_dir: Path) -> dict:
+    return json.loads((stage_dir / "manifest.json").read_text())
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != os.getpid():
+            try:
+                if text.encode() in Path(f"/proc/{d}/cmdline").read_bytes():
+                    found.append(int(d))
+            except OSError:
+                pass
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Fixtures: the upstream stages once per session, the training chain once per module
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def upstream_run(tmp_path_factory) -> Path:
+    """data, tokenizer and shards of the smoke recipe, run for real."""
+    run_dir = tmp_path_factory.mktemp("train") / "run"
+    run_chain(["recipe=smoke", f"run_dir={run_dir}", "stages=[data,tokenizer,shards]"])
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def trained(upstream_run, tmp_path_factory) -> SimpleNamespace:
+    extra = tmp_path_factory.mktemp("extra")
+    (extra / "bad_sft.jsonl").write_text("\n".join(BAD_SFT) + "\n", encoding="utf-8")
+    (extra / "bad_dpo.jsonl").write_text("\n".join(BAD_DPO) + "\n", encoding="utf-8")
+    run_dir = upstream_run
+    overrides = [
+        "recipe=smoke", f"run_dir={run_dir}",
+        f"pretrain.max_steps={PRETRAIN_STEPS}", f"pretrain.save_steps={SAVE_STEPS}", "pretrain.eval_sequences=4",
+        "sft.max_steps=6", "sft.save_steps=3", "sft.zero_stage=3",
+        f"sft.data=['{CHAT / 'sft.jsonl'}','{extra / 'bad_sft.jsonl'}']",
+        "dpo.max_steps=4", "dpo.save_steps=2", "dpo.zero_stage=3",
+        f"dpo.data=['{CHAT / 'dpo.jsonl'}','{extra / 'bad_dpo.jsonl'}']",
+    ]
+    log = run_dir.parent / "train.log"
+    stage = run_dir / "pretrain"
+    timings = {}
+
+    # 1. pretrain through the real CLI in its own session; SIGKILL the whole group once checkpoint-10 is complete
+    #    and a couple more steps are logged (they are redone after the resume).
+    from kgov_train.train.common import complete_checkpoints
+
+    t0 = time.time()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "kgov_train.cli", *overrides, "stages=[pretrain]"],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        while True:
+            assert proc.poll() is None, f"pretrain ended before it could be killed; see {log}"
+            assert time.time() - t0 < 300, f"no checkpoint after 300 s; see {log}"
+            rows = metrics_rows(stage) if (stage / "metrics.jsonl").exists() else []
+            if complete_checkpoints(stage / "checkpoints") and rows and rows[-1]["step"] >= SAVE_STEPS + 2:
+                break
+            time.sleep(0.02)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_at = time.time()
+    deadline = time.time() + 20
+    while processes_mentioning(str(run_dir)) and time.time() < deadline:  # the workers die with their agent
+        time.sleep(0.1)
+    survivors = processes_mentioning(str(run_dir))
+    for pid in survivors:  # only so a failing assertion leaves no stray trainer behind
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    timings["pretrain_killed"] = killed_at - t0
+    killed_rows = metrics_rows(stage)
+    checkpoints = complete_checkpoints(stage / "checkpoints")
+    resume_step = int(checkpoints[-1].name.split("-")[1])
+    status_after_kill = manifest(stage)["status"]
+
+    # 2. The same command again, through run_chain: it must resume from that checkpoint and seal the stage.
+    t0 = time.time()
+    with fd_output(log):
+        run_chain([*overrides, "stages=[pretrain]"])
+    timings["pretrain_resumed"] = time.time() - t0
+
+    # 3. sft and dpo under ZeRO-3.
+    for name in ("sft", "dpo"):
+        t0 = time.time()
+        with fd_output(log):
+            run_chain([*overrides, f"stages=[{name}]"])
+        timings[name] = time.time() - t0
+    print("stage wall times (s):", {k: round(v, 1) for k, v in timings.items()})
+    return SimpleNamespace(run_dir=run_dir, log=log.read_text(errors="replace"), killed_rows=killed_rows,
+                           killed_at=killed_at, resume_step=resume_step, survivors=survivors,
+                           status_after_kill=status_after_kill, overrides=overrides)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Multi-process training
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_pretrain_resumes_after_sigkill(trained):
+    stage = trained.run_dir / "pretrain"
+    assert trained.survivors == [], "torchrun workers outlived their SIGKILLed agent"
+    assert trained.status_after_kill == "running"
+    k = trained.resume_step
+    assert SAVE_STEPS <= k < PRETRAIN_STEPS
+    assert f"resuming from {stage / 'checkpoints' / f'checkpoint-{k}'} (global_step {k} of {PRETRAIN_STEPS})" \
+        in trained.log
+
+    m = manifest(stage)
+    assert m["status"] == "complete"
+    assert m["metrics"]["resumed_from_step"] == k
+    assert m["metrics"]["steps"] == PRETRAIN_STEPS
+    assert m["metrics"]["tokens_seen"] == PRETRAIN_STEPS * MICRO_BATCH * NPROC * SEQ_LEN  # restored, then continued
+
+    rows = metrics_rows(stage)
+    assert [r["step"] for r in rows] == list(range(1, PRETRAIN_STEPS + 1))  # each step once, none lost or doubled
+    before = {r["step"]: r for r in trained.killed_rows}
+    for r in rows:
+        if r["step"] <= k:
+            assert r == before[r["step"]]  # kept from the killed run
+        else:
+            assert r["time"] > trained.killed_at  # written by the resumed run
+    # Steps the killed run logged after its checkpoint are redone with the same data and RNG: same losses.
+    redone = [r for r in rows if k < r["step"] <= max(before)]
+    assert redone, "the kill was meant to land after the checkpoint, with steps logged past it"
+    for r in redone:
+        assert r["loss"] == pytest.approx(before[r["step"]]["loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_metrics_jsonl_and_stage_metrics(trained):
+    expected_zero = {"pretrain": 2, "sft": 3, "dpo": 3}
+    for name, zero in expected_zero.items():
+        stage = trained.run_dir / name
+        rows = metrics_rows(stage)
+        assert rows, name
+        for r in rows:
+            assert {"step", "loss", "lr", "grad_norm", "tokens_per_sec", "epoch"} <= set(r), (name, r)
+            assert math.isfinite(r["loss"]) and r["tokens_per_sec"] > 0, (name, r)
+        m = manifest(stage)
+        assert m["status"] == "complete"
+        metrics = m["metrics"]
+        for key in ("steps", "final_loss", "train_runtime", "tokens_seen", "tokens_per_sec", "world_size",
+                    "zero_stage", "parameters"):
+            assert metrics.get(key) is not None, (name, key)
+        assert metrics["world_size"] == NPROC and metrics["zero_stage"] == zero, name
+        assert metrics["final_loss"] == rows[-1]["loss"]
+        assert {o["path"].split("/")[0] for o in m["outputs"]} == {"final", "metrics.jsonl"}
+
+    pre = manifest(trained.run_dir / "pretrain")["metrics"]
+    assert pre["validation_loss"] > 0 and pre["validation_perplexity"] == pytest.approx(
+        math.exp(pre["validation_loss"]), rel=1e-3)
+    assert pre["vocab_size"] % 64 == 0 and pre["vocab_size"] >= pre["tokenizer_vocab_size"]
+
+    sft = manifest(trained.run_dir / "sft")["metrics"]
+    assert sft["skipped_records"] == len(BAD_SFT)
+    assert sft["skipped_by_reason"] == {"invalid_json": 1, "no_messages": 1, "bad_role": 1, "empty_content": 1,
+                                        "no_assistant": 1}
+    assert sft["records"] == 2000 and sft["final_mean_token_accuracy"] is not None
+
+    dpo = manifest(trained.run_dir / "dpo")["metrics"]
+    assert dpo["skipped_records"] == len(BAD_DPO)
+    for key in ("rewards_accuracies", "rewards_margins", "rewards_chosen", "rewards_rejected"):
+        assert dpo["final_" + key] is not None and dpo["mean_" + key] is not None, key
+    assert 0 <= dpo["mean_rewards_accuracies"] <= 1
+
+
+@pytest.mark.slow
+def test_final_models_load_with_stock_transformers_and_chat(trained):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for name in ("pretrain", "sft", "dpo"):
+        final = trained.run_dir / name / "final"
+        assert (final / "model.safetensors").is_file() and not (final / "training_args.bin").exists()
+        tok = AutoTokenizer.from_pretrained(final)
+        model, info = AutoModelForCausalLM.from_pretrained(final, output_loading_info=True)
+        assert not info["missing_keys"] and not info["unexpected_keys"], (name, info)
+        assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (1, 2, 3)
+        gen = model.generation_config
+        assert (gen.bos_token_id, gen.eos_token_id, gen.pad_token_id) == (1, 2, 3), name
+        assert "{% generation %}" in tok.chat_template.replace("{%-", "{%").replace("-%}", "%}")
+        batch = tok.apply_chat_template([{"role": "user", "content": "오늘 너무 피곤해"}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+        with torch.no_grad():
+            out = model.eval().generate(**batch, max_new_tokens=8, min_new_tokens=4, do_sample=False)
+        new = out[0, batch["input_ids"].shape[1]:]
+        assert len(new) >= 4 and int(new.max()) < len(tok), name
+        assert isinstance(tok.decode(new, skip_special_tokens=True), str)
+
+
+@pytest.mark.slow
+def test_zero3_saves_the_trained_weights(trained):
+    """Under ZeRO-3 final/ holds the gathered weights, and they moved away from the model the stage started from."""
+    from safetensors.torch import load_file
+
+    sft = load_file(trained.run_dir / "sft" / "final" / "model.safetensors")
+    dpo = load_file(trained.run_dir / "dpo" / "final" / "model.safetensors")
+    assert sft.keys() == dpo.keys()
+    assert all(t.numel() > 0 and t.abs().sum() > 0 for t in dpo.values())
+    assert any(not (sft[k] == dpo[k]).all() for k in sft)
+
+
+@pytest.mark.slow
+def test_checkpoints_of_other_settings_are_not_resumed(trained):
+    """A changed learning rate (or a max_steps below the checkpoint) refuses to resume instead of mixing runs."""
+    from kgov_train.stages import StageContext
+    from kgov_train.train.common import ResumeError, resume_checkpoint
+
+    stage = trained.run_dir / "pretrain"
+    keep = [o for o in trained.overrides if not o.startswith("pretrain.max_steps")]
+
+    def ctx(*extra):
+        cfg = compose([*keep, *extra])
+        return StageContext(cfg=cfg, run_dir=trained.run_dir, stage_dir=stage, upstream={}, rank=0, world_size=NPROC)
+
+    last = resume_checkpoint(ctx(f"pretrain.max_steps={PRETRAIN_STEPS * 2}"), "pretrain", PRETRAIN_STEPS * 2)
+    assert last is not None and last.name == f"checkpoint-{PRETRAIN_STEPS}"  # train longer: fine
+    with pytest.raises(ResumeError, match=r"pretrain\.learning_rate: 0\.003 -> 0\.001.*force=true"):
+        resume_checkpoint(ctx("pretrain.learning_rate=1e-3"), "pretrain", PRETRAIN_STEPS)
+    with pytest.raises(ResumeError, match="past pretrain.max_steps=5"):
+        resume_checkpoint(ctx("pretrain.max_steps=5"), "pretrain", 5)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# In-process checks (no torchrun)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_tokenizer_shards_mismatch_is_refused(upstream_run, tmp_path):
+    from transformers import AutoTokenizer
+
+    from kgov_train.stages import StageContext
+    from kgov_train.stages import pretrain
+    from kgov_train.train.data import TrainDataError
+
+    other = tmp_path / "tokenizer"
+    tok = AutoTokenizer.from_pretrained(upstream_run / "tokenizer")
+    tok.add_tokens(["대한민국헌법"])
+    tok.save_pretrained(other)
+    cfg = compose(["recipe=smoke", f"run_dir={tmp_path}"])
+    ctx = StageContext(cfg=cfg, run_dir=tmp_path, stage_dir=tmp_path / "pretrain",
+                       upstream={"tokenizer": other, "shards": upstream_run / "shards"})
+    with pytest.raises(TrainDataError, match=r"pretrain: tokenizer/shards mismatch: .*another tokenizer"):
+        pretrain.run(ctx)
+    assert not (tmp_path / "pretrain" / "final").exists()
+
+
+class _FakeReader:
+    """Stands in for data_prep.shards.read with two small token files."""
+
+    def __init__(self, arrays):
+        self.arrays = arrays
+
+    def open_split(self, shards_dir, split):
+        return [np.asarray(a, dtype=np.uint16) for a in self.arrays]
+
+
+def test_packed_windows_span_files_and_drop_the_tail(monkeypatch):
+    from kgov_train.train import data
+
+    a, b = list(range(0, 7)), list(range(100, 110))  # 17 tokens in two files
+    monkeypatch.setattr(data, "_shards_reader", lambda: _FakeReader([a, b]))
+    ds = data.PackedTokens(Path("/nowhere"), "train", seq_len=5)
+    stream = a + b
+    assert len(ds) == 3 and ds.total_tokens == 17
+    for i in range(3):
+        item = ds[i]
+        assert item["input_ids"].tolist() == stream[i * 5:(i + 1) * 5] == item["labels"].tolist()
+    with pytest.raises(IndexError):
+        ds[3]
+    assert len(data.PackedTokens(Path("/nowhere"), "train", seq_len=5, max_items=2)) == 2
+    import pickle
+
+    again = pickle.loads(pickle.dumps(ds))  # dataloader workers reopen the files
+    assert again[1]["input_ids"].tolist() == ds[1]["input_ids"].tolist()
+
+
+def test_invalid_chat_records_are_counted_and_skipped(tmp_path):
+    from kgov_train.train.data import TrainDataError, read_jsonl_records
+
+    good = json.dumps({"messages": [{"role": "system", "content": "공손하게"}, {"role": "user", "content": "안녕"},
+                                    {"role": "assistant", "content": "안녕하세요"}], "id": "x"})
+    f = tmp_path / "sft.jsonl"
+    f.write_text("\n".join([good, *BAD_SFT, "", good]) + "\n", encoding="utf-8")
+    records, skipped = read_jsonl_records([f], "sft")
+    assert len(records) == 2 and set(records[0]) == {"messages"}
+    assert sum(skipped.values()) == len(BAD_SFT)
+
+    good_dpo = json.dumps({"prompt": [{"role": "user", "content": "질문"}],
+                           "chosen": [{"role": "assistant", "content": "좋은 답"}],
+                           "rejected": [{"role": "assistant", "content": "나쁜 답"}]})
+    f = tmp_path / "dpo.jsonl"
+    f.write_text("\n".join([good_dpo, *BAD_DPO]) + "\n", encoding="utf-8")
+    records, skipped = read_jsonl_records([f], "dpo")
+    assert len(records) == 1 and skipped == {"chosen_no_messages": 1, "prompt_not_ending_with_user": 1}
+
+    f.write_text("\n".join(BAD_DPO) + "\n", encoding="utf-8")
+    with pytest.raises(TrainDataError, match="no valid record"):
+        read_jsonl_records([f], "dpo")
+
+
+def test_partial_checkpoints_are_not_resumed(tmp_path):
+    from kgov_train.train.common import complete_checkpoints
+
+    def make(step, state=True, ds=True, latest=True):
+        d = tmp_path / f"checkpoint-{step}"
+        (d / f"global_step{step}").mkdir(parents=True) if ds else d.mkdir(parents=True)
+        if state:
+            (d / "trainer_state.json").write_text("{}")
+        if latest:
+            (d / "latest").write_text(f"global_step{step}")
+
+    make(5)
+    make(10)
+    make(15, state=False)  # killed before the Trainer wrote its state
+    make(20, latest=False)  # killed inside DeepSpeed's save
+    make(7, ds=False, latest=False)  # no DeepSpeed: trainer_state.json is enough
+    (tmp_path / "checkpoint-x").mkdir()
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-5", "checkpoint-7", "checkpoint-10"]
+    assert complete_checkpoints(tmp_path / "missing") == []
+
+
+def test_trainer_arguments_follow_the_recipe(tmp_path):
+    from kgov_train.train.common import deepspeed_config, training_kwargs
+
+    cfg = compose(["recipe=smoke", "sft.zero_stage=3", "sft.gradient_accumulation_steps=2"])
+    assert deepspeed_config(cfg, "pretrain")["zero_optimization"]["stage"] == 2
+    ds = deepspeed_config(cfg, "sft")
+    assert ds["zero_optimization"]["stage"] == 3
+    assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    kw = training_kwargs(cfg, "sft", tmp_path / "sft")
+    assert kw["output_dir"] == str(tmp_path / "sft" / "checkpoints")
+    assert (kw["use_cpu"], kw["bf16"], kw["fp16"]) == (True, False, False)
+    assert kw["per_device_train_batch_size"] == cfg.sft.micro_batch_size and kw["gradient_accumulation_steps"] == 2
+    assert kw["seed"] == cfg.seed and kw["max_steps"] == cfg.sft.max_steps and kw["report_to"] == "none"
+
+    with pytest.raises(ValueError, match=r"sft.report_to: \['no_such_tracker'\] not installed"):
+        training_kwargs(compose(["recipe=smoke", "sft.report_to=[no_such_tracker]"]), "sft", tmp_path)
+
+    gpu = compose(["recipe=smoke", "cluster=a100_80g_single_node"])
+    kw = training_kwargs(gpu, "pretrain", tmp_path)
+    assert (kw["use_cpu"], kw["bf16"]) == (False, gpu.cluster.precision == "bf16")
+
+
+def test_init_from_checks_the_vocabulary(upstream_run, tmp_path):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from kgov_train.train.model import ModelInitError, build_pretrain_model
+
+    small = tmp_path / "small"
+    LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2)).save_pretrained(small)
+    tok = AutoTokenizer.from_pretrained(upstream_run / "tokenizer")
+    cfg = compose(["recipe=smoke", f"model.init_from={small}"])
+    with pytest.raises(ModelInitError, match=f"100 embedding rows but the tokenizer has {len(tok)}.*resize_embeddings"):
+        build_pretrain_model(cfg, tok)
+
+    cfg = compose(["recipe=smoke", f"model.init_from={small}", "model.resize_embeddings=true"])
+    model, info = build_pretrain_model(cfg, tok)
+    emb = model.get_input_embeddings().weight.detach()
+    assert emb.shape[0] == len(tok) == info["vocab_size"] and info["resized_embeddings_to"] == len(tok)
+    assert torch.allclose(emb[100:].mean(0), emb[:100].mean(0), atol=1e-3)
+    assert (model.config.bos_token_id, model.config.eos_token_id, model.config.pad_token_id) == (1, 2, 3)
