@@ -28,6 +28,8 @@ def under_torchrun() -> bool:
 def stage_env(cfg: DictConfig) -> dict[str, str]:
     env = os.environ.copy()
     env.update({str(k): str(v) for k, v in cfg.cluster.env.items()})
+    if cfg.cluster.device == "cpu":
+        env.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed skips its GPU probe and the warning that comes with it
     # Leave one core's worth of threads per process instead of oversubscribing the CPU.
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(cfg.nproc_per_node))))
     return env

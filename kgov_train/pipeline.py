@@ -141,9 +141,14 @@ def run_chain(cfg: DictConfig, overrides: list[str]) -> list[Manifest]:
 
 def run_distributed_stage(cfg: DictConfig) -> None:
     """Entry for each torchrun process: rank 0 plans and seals, every rank trains."""
+    import warnings
+
     import torch.distributed as dist
 
     from kgov_train.train.distributed import init_distributed
+
+    # Libraries' deprecation notices about their own internals, repeated by every rank, bury the training log.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|transformers|trl|deepspeed|accelerate)\.")
 
     rank, world = init_distributed(cfg)
     names = list(cfg.stages)

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from kgov_train import REPO_ROOT
+from tests.helpers import compose_cfg
 
 PRETRAIN_STEPS, SAVE_STEPS = 40, 10
 SEQ_LEN, MICRO_BATCH, NPROC = 128, 4, 2
@@ -44,22 +45,11 @@ BAD_DPO = [
 ]
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from kgov_train.cli import _setup
-
-    _setup()
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "recipes"), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides)
-
-
 def run_chain(overrides: list[str]):
     from kgov_train.config.validate import validate
     from kgov_train.pipeline import run_chain as chain
 
-    cfg = compose(overrides)
+    cfg = compose_cfg(overrides)
     validate(cfg)
     return chain(cfg, overrides)
 
@@ -126,7 +116,7 @@ def trained(upstream_run, tmp_path_factory) -> SimpleNamespace:
     overrides = [
         "recipe=smoke", f"run_dir={run_dir}",
         f"pretrain.max_steps={PRETRAIN_STEPS}", f"pretrain.save_steps={SAVE_STEPS}", "pretrain.eval_sequences=4",
-        "sft.max_steps=6", "sft.save_steps=3", "sft.zero_stage=3",
+        "sft.max_steps=6", "sft.save_steps=3", "sft.zero_stage=3", "sft.report_to=[wandb]",
         f"sft.data=['{CHAT / 'sft.jsonl'}','{extra / 'bad_sft.jsonl'}']",
         "dpo.max_steps=4", "dpo.save_steps=2", "dpo.zero_stage=3",
         f"dpo.data=['{CHAT / 'dpo.jsonl'}','{extra / 'bad_dpo.jsonl'}']",
@@ -307,7 +297,7 @@ def test_checkpoints_of_other_settings_are_not_resumed(trained):
     keep = [o for o in trained.overrides if not o.startswith("pretrain.max_steps")]
 
     def ctx(*extra):
-        cfg = compose([*keep, *extra])
+        cfg = compose_cfg([*keep, *extra])
         return StageContext(cfg=cfg, run_dir=trained.run_dir, stage_dir=stage, upstream={}, rank=0, world_size=NPROC)
 
     last = resume_checkpoint(ctx(f"pretrain.max_steps={PRETRAIN_STEPS * 2}"), "pretrain", PRETRAIN_STEPS * 2)
@@ -334,7 +324,7 @@ def test_tokenizer_shards_mismatch_is_refused(upstream_run, tmp_path):
     tok = AutoTokenizer.from_pretrained(upstream_run / "tokenizer")
     tok.add_tokens(["대한민국헌법"])
     tok.save_pretrained(other)
-    cfg = compose(["recipe=smoke", f"run_dir={tmp_path}"])
+    cfg = compose_cfg(["recipe=smoke", f"run_dir={tmp_path}"])
     ctx = StageContext(cfg=cfg, run_dir=tmp_path, stage_dir=tmp_path / "pretrain",
                        upstream={"tokenizer": other, "shards": upstream_run / "shards"})
     with pytest.raises(TrainDataError, match=r"pretrain: tokenizer/shards mismatch: .*another tokenizer"):
@@ -420,7 +410,7 @@ def test_partial_checkpoints_are_not_resumed(tmp_path):
 def test_trainer_arguments_follow_the_recipe(tmp_path):
     from kgov_train.train.common import deepspeed_config, training_kwargs
 
-    cfg = compose(["recipe=smoke", "sft.zero_stage=3", "sft.gradient_accumulation_steps=2"])
+    cfg = compose_cfg(["recipe=smoke", "sft.zero_stage=3", "sft.gradient_accumulation_steps=2"])
     assert deepspeed_config(cfg, "pretrain")["zero_optimization"]["stage"] == 2
     ds = deepspeed_config(cfg, "sft")
     assert ds["zero_optimization"]["stage"] == 3
@@ -432,9 +422,9 @@ def test_trainer_arguments_follow_the_recipe(tmp_path):
     assert kw["seed"] == cfg.seed and kw["max_steps"] == cfg.sft.max_steps and kw["report_to"] == "none"
 
     with pytest.raises(ValueError, match=r"sft.report_to: \['no_such_tracker'\] not installed"):
-        training_kwargs(compose(["recipe=smoke", "sft.report_to=[no_such_tracker]"]), "sft", tmp_path)
+        training_kwargs(compose_cfg(["recipe=smoke", "sft.report_to=[no_such_tracker]"]), "sft", tmp_path)
 
-    gpu = compose(["recipe=smoke", "cluster=a100_80g_single_node"])
+    gpu = compose_cfg(["recipe=smoke", "cluster=a100_80g_single_node"])
     kw = training_kwargs(gpu, "pretrain", tmp_path)
     assert (kw["use_cpu"], kw["bf16"]) == (False, gpu.cluster.precision == "bf16")
 
@@ -449,13 +439,21 @@ def test_init_from_checks_the_vocabulary(upstream_run, tmp_path):
     LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                  num_attention_heads=2)).save_pretrained(small)
     tok = AutoTokenizer.from_pretrained(upstream_run / "tokenizer")
-    cfg = compose(["recipe=smoke", f"model.init_from={small}"])
+    cfg = compose_cfg(["recipe=smoke", f"model.init_from={small}"])
     with pytest.raises(ModelInitError, match=f"100 embedding rows but the tokenizer has {len(tok)}.*resize_embeddings"):
         build_pretrain_model(cfg, tok)
 
-    cfg = compose(["recipe=smoke", f"model.init_from={small}", "model.resize_embeddings=true"])
+    cfg = compose_cfg(["recipe=smoke", f"model.init_from={small}", "model.resize_embeddings=true"])
     model, info = build_pretrain_model(cfg, tok)
     emb = model.get_input_embeddings().weight.detach()
     assert emb.shape[0] == len(tok) == info["vocab_size"] and info["resized_embeddings_to"] == len(tok)
     assert torch.allclose(emb[100:].mean(0), emb[:100].mean(0), atol=1e-3)
     assert (model.config.bos_token_id, model.config.eos_token_id, model.config.pad_token_id) == (1, 2, 3)
+
+
+@pytest.mark.slow
+def test_wandb_logs_offline_when_asked(trained):
+    runs = list((trained.run_dir / "sft" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, "one offline wandb run, written by rank 0 only"
+    assert any(runs[0].glob("*.wandb")), "the run's history file is there to `wandb sync` later"
+    assert not (trained.run_dir / "pretrain" / "wandb").exists(), "no tracker unless report_to asks"
