@@ -177,9 +177,9 @@ def test_nothing_kept_fails_with_the_reasons(tmp_path, corpus):
 
 
 def test_unsupported_input_type_is_a_recipe_error(tmp_path):
-    (tmp_path / "notes.csv").write_text("a,b\n")
-    with pytest.raises(RecipeError, match=r"data.inputs: unsupported file type: .*notes.csv"):
-        run_data(tmp_path, "run", [tmp_path / "notes.csv"])
+    (tmp_path / "notes.docx").write_text("a,b\n")
+    with pytest.raises(RecipeError, match=r"data.inputs: unsupported file type: .*notes.docx"):
+        run_data(tmp_path, "run", [tmp_path / "notes.docx"])
 
 
 def test_cli_on_the_smoke_corpus(tmp_path):

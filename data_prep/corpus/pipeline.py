@@ -101,8 +101,8 @@ def prepare_corpus(files: list[Path], out_dir: Path, settings: CorpusSettings) -
         shutil.rmtree(out_dir / sub, ignore_errors=True)
     tasks = min(settings.tasks, len(files))  # a task without files would only add an empty work file
 
-    reader = CorpusReader([str(f) for f in files], settings.text_key, settings.id_key,
-                          settings.source, settings.license)
+    reader = CorpusReader.from_paths([str(f) for f in files], settings.source, settings.license,
+                                     settings.text_key, settings.id_key)
     normalizer = NFCNormalizer()
     split = [reader, normalizer, EmptyTextFilter(), LengthFilter(settings.min_chars, settings.max_chars),
              WorkWriter(str(out_dir / WORK))]

@@ -1,18 +1,27 @@
-"""Read jsonl, jsonl.gz, parquet and txt files into Documents; malformed input becomes rejects.
+"""Read jsonl(.gz), parquet, csv/tsv(.gz), txt(.gz), HWP 5 and HWPX files into Documents;
+malformed input becomes rejects.
 
 datatrove's own readers skip bad lines with a warning and drop documents without
 text; here every line, row or file yields exactly one record, and the broken ones
-carry a reason and their file:line, so nothing is lost silently.
+carry a reason and their file:line, so nothing is lost silently. An .hwp/.hwpx file
+is one document, like a .txt file.
+
+Every record carries its provenance in metadata: source, license, file, line and
+input_sha256 (the sha256 of the whole input file), from the InputFile it came from.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import gzip
+import hashlib
 import os
+import sys
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import orjson
 from datatrove.data import Document, DocumentsPipeline
@@ -20,9 +29,13 @@ from datatrove.pipeline.readers.base import BaseReader
 from datatrove.utils.logging import logger
 
 from data_prep.corpus import records as R
+from data_prep.corpus import hwp
 
-# name suffix -> format; checked longest first so .jsonl.gz is not taken for .gz
-FORMATS = {".jsonl.gz": "jsonl", ".jsonl": "jsonl", ".parquet": "parquet", ".txt.gz": "txt", ".txt": "txt"}
+# name suffix -> format; checked in this order, so a longer suffix must come before its tail (.jsonl.gz, .gz)
+FORMATS = {".jsonl.gz": "jsonl", ".jsonl": "jsonl", ".parquet": "parquet", ".txt.gz": "txt", ".txt": "txt",
+           ".csv.gz": "csv", ".csv": "csv", ".tsv.gz": "tsv", ".tsv": "tsv", ".hwpx": "hwp", ".hwp": "hwp"}
+# Provenance keys every record's metadata carries (besides records.FILE and records.LINE).
+SOURCE, LICENSE, INPUT_SHA256 = "source", "license", "input_sha256"
 _BOM = b"\xef\xbb\xbf"
 _PARQUET_BATCH = 1024
 _PROGRESS_EVERY = 500_000  # records; big files log progress between their start and end
@@ -31,6 +44,33 @@ _PROGRESS_EVERY = 500_000  # records; big files log progress between their start
 def input_format(path: str | Path) -> str | None:
     name = str(path).lower()
     return next((fmt for suffix, fmt in FORMATS.items() if name.endswith(suffix)), None)
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file and the source it belongs to; keys differ per source, so they live here."""
+
+    path: str
+    source: str = "default"  # the recipe's source name
+    license: str = "unknown"  # the source's license, copied into every record
+    text_key: str = "text"  # jsonl/parquet key or csv column holding the text
+    id_key: str = "id"  # key/column holding the record id; missing or empty: <path below the root>:<line>
+    sha256: str = ""  # sha256 of the file's bytes; "" = the reader hashes it in its own task
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def describe_inputs(paths: Iterable[str | Path], source: str = "default", license: str = "unknown",
+                    text_key: str = "text", id_key: str = "id", hash_files: bool = True) -> list[InputFile]:
+    """InputFiles for one source's paths, hashed here (streaming) unless hash_files=False."""
+    return [InputFile(str(p), source, license, text_key, id_key, file_sha256(str(p)) if hash_files else "")
+            for p in paths]
 
 
 def id_root(files: list[str]) -> str:
@@ -46,7 +86,7 @@ class _Records:
         self.text_key, self.id_key, self.provenance = text_key, id_key, provenance
 
     def make(self, line: int, text: str, doc_id: Any = None, extra: dict | None = None) -> Document:
-        if doc_id is None or doc_id == "":  # line 0: a whole-file document (.txt), named by its path alone
+        if doc_id is None or doc_id == "":  # line 0: a whole-file document (.txt, .hwp), named by its path alone
             doc_id = self.rel if line == 0 else f"{self.rel}:{line}"
         meta = {**self.provenance, R.FILE: self.path, R.LINE: max(line, 1), R.FILE_INDEX: self.file_index}
         if extra:
@@ -62,6 +102,10 @@ class _Records:
     def unreadable(self, line: int, err: BaseException) -> Document:
         what = "file" if line <= 1 else f"file from record {line} on"
         return R.reject(self.make(line, ""), R.UNREADABLE_FILE, f"{what}: {type(err).__name__}: {err}")
+
+    def bad_csv(self, line: int, raw: bytes, detail: str) -> Document:
+        text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        return R.reject(self.make(line, text), R.BAD_CSV, detail)
 
     def from_mapping(self, line: int, obj: dict) -> Document:
         """A parsed JSON object or parquet row; the text key decides whether it is a document.
@@ -156,7 +200,112 @@ def _jsonable(row: dict, text_key: str) -> dict:
     return out
 
 
-_READERS = {"jsonl": read_jsonl, "txt": read_txt, "parquet": read_parquet}
+def read_hwp(rec: _Records) -> Iterator[Document]:
+    """One document per .hwp/.hwpx file, named by its path like a .txt file; an encrypted, unsupported
+    or damaged document is one reject whose detail names the failing part (stream, zip member)."""
+    try:
+        text = hwp.extract_text(rec.path)
+    except OSError as e:
+        yield rec.unreadable(1, e)
+    except hwp.DocumentError as e:
+        yield R.reject(rec.make(0, ""), e.reason, e.detail)
+    else:
+        yield rec.make(0, text)
+
+
+# csv fields may hold whole documents; the default limit (128 KiB) would reject long ones
+_CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
+
+
+class _PhysicalLines:
+    """Feeds csv.reader one physical line at a time, keeping the raw bytes of the current row and
+    whether any of its lines is not UTF-8, so a row maps back to its first line and its exact bytes."""
+
+    def __init__(self, f):
+        self.f, self.count, self.raw, self.bad_utf8 = f, 0, [], None
+
+    def start_row(self) -> int:
+        """Forget the previous row; the line number the next row starts on."""
+        self.raw, self.bad_utf8 = [], None
+        return self.count + 1
+
+    def __iter__(self):
+        for raw in self.f:
+            self.count += 1
+            if self.count == 1:
+                raw = raw.removeprefix(_BOM)
+            self.raw.append(raw)
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                if self.bad_utf8 is None:  # the first bad byte, counted from the row's start
+                    offset = sum(map(len, self.raw[:-1]))
+                    self.bad_utf8 = UnicodeDecodeError("utf-8", raw, offset + e.start, offset + e.end, e.reason)
+                yield raw.decode("utf-8", errors="surrogateescape")
+
+
+def read_csv(rec: _Records, delimiter: str = ",") -> Iterator[Document]:
+    """A header row, then one record per row: the text_key column is the text, id_key the id, the other
+    columns go to metadata `extra` (all strings). `line` is the physical line a row starts on, also for
+    rows whose quoted fields span lines. Bad quoting, a wrong number of fields or non-UTF-8 bytes make
+    that row a reject; a broken header makes the file one bad_csv reject, since no row can be read
+    without it."""
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
+    line = 1
+    try:
+        with _open_binary(rec.path) as f:
+            lines = _PhysicalLines(f)
+            rows = csv.reader(lines, delimiter=delimiter, strict=True)
+            header = None
+            while True:
+                line = lines.start_row()
+                try:
+                    row = next(rows)
+                except StopIteration:
+                    return
+                except csv.Error as e:
+                    if header is None:
+                        yield rec.bad_csv(line, b"".join(lines.raw), f"header row: {e}")
+                        return
+                    yield rec.bad_csv(line, b"".join(lines.raw), str(e))
+                    continue
+                raw = b"".join(lines.raw)
+                if not raw.strip():  # an empty or whitespace-only line outside any quoted field
+                    yield R.reject(rec.make(line, raw.decode("utf-8", errors="replace").rstrip("\r\n")),
+                                   R.BLANK_LINE)
+                elif header is None:
+                    if lines.bad_utf8:
+                        yield rec.bad_csv(line, raw, f"header row: not UTF-8: {lines.bad_utf8.reason} "
+                                                     f"at byte {lines.bad_utf8.start}")
+                        return
+                    header = _unique_columns(row)
+                elif lines.bad_utf8:
+                    yield rec.undecodable(line, raw.rstrip(b"\r\n"), lines.bad_utf8)
+                elif len(row) != len(header):
+                    yield rec.bad_csv(line, raw, f"{len(row)} fields, the header has {len(header)}")
+                else:
+                    yield rec.from_mapping(line, dict(zip(header, row, strict=True)))
+    except _FILE_ERRORS as e:
+        yield rec.unreadable(line, e)
+
+
+def _unique_columns(names: list[str]) -> list[str]:
+    """Header names with repeats renamed name.1, name.2, ... so no column is lost in the row dict."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        n = seen.get(name, 0)
+        seen[name] = n + 1
+        out.append(name if n == 0 else f"{name}.{n}")
+    return out
+
+
+def read_tsv(rec: _Records) -> Iterator[Document]:
+    return read_csv(rec, delimiter="\t")
+
+
+_READERS = {"jsonl": read_jsonl, "txt": read_txt, "parquet": read_parquet, "csv": read_csv, "tsv": read_tsv,
+            "hwp": read_hwp}
 
 
 class CorpusReader(BaseReader):
@@ -166,25 +315,36 @@ class CorpusReader(BaseReader):
     restore the global order with a streaming k-way merge.
     """
 
-    name = "kgov corpus files (jsonl, jsonl.gz, parquet, txt)"
+    name = "kgov corpus files (jsonl, parquet, csv, tsv, txt, hwp, hwpx)"
 
-    def __init__(self, files: list[str], text_key: str = "text", id_key: str = "id",
-                 source: str = "default", license: str = "unknown"):
-        super().__init__(text_key=text_key, id_key=id_key)
-        self.files = [str(f) for f in files]
+    def __init__(self, inputs: list[InputFile]):
+        super().__init__()
+        bad = [i for i in inputs if not isinstance(i, InputFile)]
+        if bad:
+            raise TypeError(f"CorpusReader takes InputFile items (see describe_inputs), got {type(bad[0]).__name__}")
+        self.inputs = list(inputs)
+        self.files = [i.path for i in self.inputs]
         self.root = id_root(self.files)
-        self.provenance = {"source": source, "license": license}
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[str | Path], source: str = "default", license: str = "unknown",
+                   text_key: str = "text", id_key: str = "id") -> "CorpusReader":
+        """All paths from one source, hashed here: describe_inputs + the constructor."""
+        return cls(describe_inputs(paths, source, license, text_key, id_key))
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         # first step by design: upstream documents would have no corpus position to merge on
-        mine = range(rank, len(self.files), world_size)
+        mine = range(rank, len(self.inputs), world_size)
         for n, index in enumerate(mine, 1):
-            path = self.files[index]
+            src = self.inputs[index]
+            path = src.path
             fmt = input_format(path)
             if fmt is None:
                 raise ValueError(f"{path}: unsupported input type; use {', '.join(FORMATS)}")
             rel = os.path.relpath(path, self.root) if self.root else os.path.basename(path)
-            rec = _Records(path, index, rel, self.text_key, self.id_key, self.provenance)
+            sha = src.sha256 or _sha256_or_empty(path)
+            provenance = {SOURCE: src.source, LICENSE: src.license, INPUT_SHA256: sha}
+            rec = _Records(path, index, rel, src.text_key, src.id_key, provenance)
             self.stat_update("input_files")
             counts = {"records": 0, "malformed": 0}
             for doc in _READERS[fmt](rec):
@@ -196,3 +356,11 @@ class CorpusReader(BaseReader):
                 yield doc
             logger.info(f"read {path} ({n}/{len(mine)} of task {rank}): {counts['records']} records, "
                         f"{counts['malformed']} malformed")
+
+
+def _sha256_or_empty(path: str) -> str:
+    """An unreadable file still yields its unreadable_file reject; its hash is then just unknown."""
+    try:
+        return file_sha256(path)
+    except OSError:
+        return ""
