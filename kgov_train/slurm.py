@@ -83,7 +83,8 @@ def submit(cfg: DictConfig, overrides: list[str], dry_run: bool) -> list[str]:
     for job in jobs:
         cmd = ["sbatch", "--parsable"]
         if ids:
-            cmd.append(f"--dependency=afterok:{ids[-1]}")
+            # Without --kill-on-invalid-dep a stage whose predecessor failed would pend forever.
+            cmd += [f"--dependency=afterok:{ids[-1]}", "--kill-on-invalid-dep=yes"]
         cmd.append(str(job.path))
         if dry_run:
             print(f"# {job.path}\n# {' '.join(cmd)}\n{job.script}")

@@ -45,7 +45,7 @@ def test_dry_run_chains_with_afterok(capsys):
     ids = submit(cfg, FOUR_NODES, dry_run=True)
     out = capsys.readouterr().out
     assert ids == [f"<{s}>" for s in ("data", "tokenizer", "shards", "pretrain", "sft", "dpo")]
-    assert "sbatch --parsable --dependency=afterok:<shards> /scratch/runs/k/slurm/03-pretrain.sbatch" in out
+    assert "sbatch --parsable --dependency=afterok:<shards> --kill-on-invalid-dep=yes /scratch/runs/k/slurm/03-pretrain.sbatch" in out
     assert "--dependency" not in out.split("01-tokenizer")[0]
 
 
