@@ -8,6 +8,7 @@ checkpoints. New inputs, or `force=true`, start the stage from an empty folder.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import time
@@ -37,10 +38,23 @@ class Plan:
     skip: bool
 
 
+SECRET_KEYS = ("salt",)  # never written to a manifest; a digest stands in, so a change still reruns the stage
+
+
+def _redact(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: (f"<redacted sha256:{hashlib.sha256(str(v).encode()).hexdigest()[:16]}>"
+                    if k in SECRET_KEYS and v is not None else _redact(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_redact(v) for v in node]
+    return node
+
+
 def stage_config(cfg: DictConfig, stage: Stage) -> dict[str, Any]:
-    return {key: OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=True)
-            if OmegaConf.is_config(OmegaConf.select(cfg, key)) else OmegaConf.select(cfg, key)
-            for key in stage.config_keys}
+    """The resolved config sections the stage depends on, as recorded in its manifest (secrets redacted)."""
+    return _redact({key: OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=True)
+                    if OmegaConf.is_config(OmegaConf.select(cfg, key)) else OmegaConf.select(cfg, key)
+                    for key in stage.config_keys})
 
 
 def upstream_inputs(run_dir: Path, stage: Stage) -> list[dict[str, Any]]:

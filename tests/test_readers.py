@@ -305,8 +305,9 @@ def test_pipeline_reads_office_documents_and_csv_in_parallel(tmp_path):
     (d / "d.csv").write_text("id,text\nr1,\"" + ART1 + "\n" + ART2 + "\"\nr2,깨진\"행,x\n", encoding="utf-8")
     shutil.copy(KO_LAW, d / "e.txt")
     files = sorted(d.iterdir())
-    report = prepare_corpus(files, tmp_path / "out", CorpusSettings(source="gov", license="KOGL-1", min_chars=5,
-                                                                   tasks=2, workers=2, compression=None))
+    inputs = describe_inputs(files, source="gov", license="KOGL-1")
+    report = prepare_corpus(inputs, tmp_path / "out", CorpusSettings(min_chars=5, tasks=2, workers=2,
+                                                                    compression=None))
     assert report.files_in == 5 and report.docs_in == 6
     assert report.rejected_by_reason == {"bad_csv": 1, "encrypted_document": 1}
     kept = [json.loads(line) for f in sorted((tmp_path / "out" / "clean").glob("*.jsonl")) for line in open(f)]

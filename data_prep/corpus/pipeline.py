@@ -1,10 +1,15 @@
-"""The corpus pipeline: two datatrove runs, parallel per file, then one global pass.
+"""The corpus pipeline: two datatrove passes, parallel per file, then one global pass.
 
-  1. split (tasks=N, workers=W): read -> NFC -> empty/length filters -> work/<task>.jsonl
-  2. merge (one task): k-way merge into corpus order -> exact dedup -> clean/ + rejected/
+  1. split (tasks=N, workers=W), every step optional but NFC:
+       read -> normalise -> PII -> empty/length -> quality -> decontamination
+       -> near-dup signature -> work/<task>.jsonl
+  2. merge (one task): k-way merge into corpus order -> exact dedup -> near dedup
+       -> clean/ + rejected/
 
-Exact dedup has to see the whole corpus in a fixed order to keep "the first"
-occurrence, which is why it runs after the parallel pass and not inside it.
+PII runs before any filter so that rejected/ holds no personal data either. The
+dedup decisions need the whole corpus in a fixed order to keep "the first"
+occurrence, which is why they run after the parallel pass and not inside it; the
+expensive part of near-dedup (signatures) still runs in parallel.
 """
 
 from __future__ import annotations
@@ -15,20 +20,23 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
-from datatrove.utils.stats import PipelineStats
 
+from data_prep.corpus.decontam import Decontaminate, DecontamSettings
 from data_prep.corpus.dedup import ExactDedup
+from data_prep.corpus.executors import Pass, SlurmSettings, StepCounters, run_local, run_slurm
 from data_prep.corpus.filters import EmptyTextFilter, LengthFilter
 from data_prep.corpus.merge import MergeTaskFiles
-from data_prep.corpus.normalize import NFCNormalizer
-from data_prep.corpus.readers import CorpusReader
-from data_prep.corpus.writers import RecordWriter, SplitWriter, WorkWriter
+from data_prep.corpus.near_dedup import DedupSettings, NearDedup, NearDedupSignature
+from data_prep.corpus.normalize import NormalizeSettings, TextNormalizer
+from data_prep.corpus.pii import PIISettings, PIIStep
+from data_prep.corpus.quality import QualityFilter, QualitySettings
+from data_prep.corpus.readers import CorpusReader, InputFile
+from data_prep.corpus.writers import RecordWriter, SplitWriter, WorkWriter, per_source
 
 log = logging.getLogger("data_prep.corpus")
 
-CLEAN, REJECTED, WORK, LOGS = "clean", "rejected", "work", "logs"
+CLEAN, REJECTED, WORK, LOGS, STATE = "clean", "rejected", "work", "logs", "state"
 
 
 class CorpusError(RuntimeError):
@@ -37,15 +45,19 @@ class CorpusError(RuntimeError):
 
 @dataclass
 class CorpusSettings:
-    text_key: str = "text"
-    id_key: str = "id"
-    source: str = "default"
-    license: str = "unknown"
     min_chars: int = 20
     max_chars: int = 2_000_000
     tasks: int = 2
     workers: int = 2
     compression: str | None = "gzip"  # gzip | None
+    normalize: NormalizeSettings = field(default_factory=NormalizeSettings)
+    pii: PIISettings = field(default_factory=lambda: PIISettings(enabled=False))
+    quality: QualitySettings = field(default_factory=lambda: QualitySettings(enabled=False))
+    dedup: DedupSettings = field(default_factory=lambda: DedupSettings(near=False))
+    decontam: DecontamSettings = field(default_factory=DecontamSettings)
+    executor: str = "local"  # local | slurm
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    job_name: str = "kgov-data"
 
 
 @dataclass
@@ -56,11 +68,16 @@ class CorpusReport:
     docs_rejected: int
     rejected_by_reason: dict[str, int]
     chars_kept: int
-    nfc_changed: int
+    normalized: dict[str, int]  # documents changed, per rewrite (nfc_changed, squeezed, ...)
+    pii_found: dict[str, int]  # personal data replaced, per type
+    sources: dict[str, dict]  # per source: licence, weight, documents and characters, PII per type
+    licenses: dict[str, dict]  # per licence: sources, documents and characters kept
     tasks: int
     workers: int
+    executor: str
     split_seconds: float
     merge_seconds: float
+    docs_per_sec: float
     rejected_dir: str = field(default="")
 
     def metrics(self) -> dict:
@@ -70,71 +87,115 @@ class CorpusReport:
         return ", ".join(f"{k}={v}" for k, v in self.rejected_by_reason.items()) or "none"
 
 
-def _counters(stats: PipelineStats | None, step: PipelineStep) -> dict[str, int]:
-    """A step's counters from the executor's merged stats (one entry per step, in pipeline order)."""
-    for s in (stats.stats if stats else []):
-        if s.name == str(step):
-            return {k: int(v.total) for k, v in s.stats.items()}
-    return {}
+def _counters(stats: StepCounters, step: PipelineStep) -> dict[str, int]:
+    """A step's counter totals from a pass's stats."""
+    return {k: int(v) for k, v in stats.get(str(step), {}).items()}
 
 
-def _executor(pipeline: list[PipelineStep], tasks: int, workers: int, logs: Path) -> LocalPipelineExecutor:
-    # fork: workers inherit the loaded modules, so no `if __name__ == "__main__"` guard is needed
-    # in whatever started us (the kgov-train CLI, pytest); skip_completed=False: we always
-    # start from empty folders, so stale completion markers must not skip a task.
-    return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logs),
-                                 skip_completed=False, start_method="fork")
+def split_steps(inputs: list[InputFile], settings: CorpusSettings, work: Path) -> list[PipelineStep]:
+    s = settings
+    steps: list[PipelineStep | None] = [
+        CorpusReader(inputs),
+        TextNormalizer(s.normalize),  # NFC always; the other rewrites as normalize.enabled says
+        PIIStep(s.pii) if s.pii.enabled else None,
+        EmptyTextFilter(),
+        LengthFilter(s.min_chars, s.max_chars),
+        QualityFilter(s.quality) if s.quality.enabled else None,
+        Decontaminate(s.decontam) if s.decontam.enabled else None,
+        NearDedupSignature(s.dedup) if s.dedup.near else None,
+        WorkWriter(str(work)),
+    ]
+    return [step for step in steps if step is not None]
 
 
-def prepare_corpus(files: list[Path], out_dir: Path, settings: CorpusSettings) -> CorpusReport:
+def merge_steps(settings: CorpusSettings, out_dir: Path, writer: SplitWriter) -> list[PipelineStep]:
+    steps: list[PipelineStep | None] = [
+        MergeTaskFiles(str(out_dir / WORK)),
+        ExactDedup() if settings.dedup.exact else None,
+        NearDedup(settings.dedup, str(out_dir / STATE)) if settings.dedup.near else None,
+        writer,
+    ]
+    return [step for step in steps if step is not None]
+
+
+def prepare_corpus(inputs: list[InputFile], out_dir: Path, settings: CorpusSettings,
+                   weights: dict[str, float] | None = None) -> CorpusReport:
     """Turn input files into out_dir/clean and out_dir/rejected; every input record lands in exactly one.
 
     Raises CorpusError if the counts do not add up. A corpus with nothing kept is
     reported, not raised: the caller decides whether that is fatal.
     """
-    if not files:
+    if not inputs:
         raise CorpusError("no input files")
     if settings.tasks < 1 or settings.workers < 1:
         raise CorpusError(f"tasks and workers must be >= 1, got tasks={settings.tasks} workers={settings.workers}")
+    if settings.executor not in ("local", "slurm"):
+        raise CorpusError(f"data.executor: 'local' or 'slurm', got '{settings.executor}'")
     out_dir = Path(out_dir)
-    for sub in (CLEAN, REJECTED, WORK, LOGS):  # a rerun starts clean: no stale files in the outputs
+    for sub in (CLEAN, REJECTED, WORK, LOGS, STATE):  # a rerun starts clean: no stale files in the outputs
         shutil.rmtree(out_dir / sub, ignore_errors=True)
-    tasks = min(settings.tasks, len(files))  # a task without files would only add an empty work file
+    tasks = min(settings.tasks, len(inputs))  # a task without files would only add an empty work file
 
-    reader = CorpusReader.from_paths([str(f) for f in files], settings.source, settings.license,
-                                     settings.text_key, settings.id_key)
-    normalizer = NFCNormalizer()
-    split = [reader, normalizer, EmptyTextFilter(), LengthFilter(settings.min_chars, settings.max_chars),
-             WorkWriter(str(out_dir / WORK))]
-    t0 = time.time()
-    split_stats = _executor(split, tasks, settings.workers, out_dir / LOGS / "split").run()
-    t1 = time.time()
-
+    split = split_steps(inputs, settings, out_dir / WORK)
     gz = settings.compression == "gzip"
     writer = SplitWriter(RecordWriter(str(out_dir / CLEAN), gz), RecordWriter(str(out_dir / REJECTED), gz))
-    merge = [MergeTaskFiles(str(out_dir / WORK)), ExactDedup(), writer]
-    merge_stats = _executor(merge, 1, 1, out_dir / LOGS / "merge").run()
+    merge = merge_steps(settings, out_dir, writer)
+    passes = [Pass("split", split, tasks, settings.workers), Pass("merge", merge, 1, 1)]
+
+    t0 = time.time()
+    if settings.executor == "slurm":
+        split_stats, merge_stats = run_slurm(passes, out_dir / LOGS, settings.slurm, settings.job_name)
+        t1 = t0  # the passes run as chained jobs: only their total is measured here
+    else:
+        split_stats, = run_local(passes[:1], out_dir / LOGS)
+        t1 = time.time()
+        merge_stats, = run_local(passes[1:], out_dir / LOGS)
     t2 = time.time()
     for sub in (CLEAN, REJECTED):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)  # present even when empty
     shutil.rmtree(out_dir / WORK, ignore_errors=True)
 
-    read, written = _counters(split_stats, reader), _counters(merge_stats, writer)
-    by_reason = {k.removeprefix("rejected_"): v for k, v in sorted(written.items()) if k.startswith("rejected_")}
-    report = CorpusReport(
-        files_in=read.get("input_files", 0), docs_in=read.get("records_in", 0),
-        docs_kept=written.get("kept", 0), docs_rejected=written.get("rejected", 0),
-        rejected_by_reason=by_reason, chars_kept=written.get("chars_kept", 0),
-        nfc_changed=_counters(split_stats, normalizer).get("nfc_changed", 0),
-        tasks=tasks, workers=min(settings.workers, tasks),
-        split_seconds=round(t1 - t0, 2), merge_seconds=round(t2 - t1, 2), rejected_dir=str(out_dir / REJECTED),
-    )
+    report = _report(inputs, settings, split, split_stats, writer, merge_stats, tasks, (t0, t1, t2), weights or {})
+    report.rejected_dir = str(out_dir / REJECTED)
     # The stage's core promise: every record read is either kept or rejected with a reason.
-    if report.docs_in != report.docs_kept + report.docs_rejected or report.files_in != len(files):
+    if report.docs_in != report.docs_kept + report.docs_rejected or report.files_in != len(inputs):
         raise CorpusError(
-            f"accounting mismatch: read {report.docs_in} records from {report.files_in}/{len(files)} files, "
+            f"accounting mismatch: read {report.docs_in} records from {report.files_in}/{len(inputs)} files, "
             f"but kept {report.docs_kept} + rejected {report.docs_rejected}; see {out_dir / LOGS}")
-    log.info("corpus: %d files, %d records in; kept %d (%d chars), rejected %d (%s); NFC changed %d",
+    log.info("corpus: %d files, %d records in; kept %d (%d chars), rejected %d (%s); %.0f docs/s",
              report.files_in, report.docs_in, report.docs_kept, report.chars_kept, report.docs_rejected,
-             report.rejects_summary(), report.nfc_changed)
+             report.rejects_summary(), report.docs_per_sec)
     return report
+
+
+def _report(inputs: list[InputFile], settings: CorpusSettings, split: list[PipelineStep], split_stats: StepCounters,
+            writer: SplitWriter, merge_stats: StepCounters, tasks: int, times: tuple[float, float, float],
+            weights: dict[str, float]) -> CorpusReport:
+    read, written = _counters(split_stats, split[0]), _counters(merge_stats, writer)
+    normalized = {k: v for k, v in _counters(split_stats, split[1]).items() if k != "normalized"}
+    pii = next((_counters(split_stats, s) for s in split if isinstance(s, PIIStep)), {})
+    by_reason = {k.removeprefix("rejected_"): v for k, v in sorted(written.items()) if k.startswith("rejected_")}
+
+    license_of = {i.source: i.license for i in inputs}
+    sources = per_source(written)
+    for name, entry in sources.items():
+        entry["license"], entry["weight"] = license_of.get(name, "unknown"), weights.get(name, 1.0)
+        entry["files"] = sum(1 for i in inputs if i.source == name)
+    licenses: dict[str, dict] = {}
+    for name, entry in sources.items():
+        lic = licenses.setdefault(entry["license"], {"sources": [], "docs_kept": 0, "chars_kept": 0})
+        lic["sources"].append(name)
+        lic["docs_kept"] += entry["docs_kept"]
+        lic["chars_kept"] += entry["chars_kept"]
+    t0, t1, t2 = times
+    docs_in = read.get("records_in", 0)
+    return CorpusReport(
+        files_in=read.get("input_files", 0), docs_in=docs_in,
+        docs_kept=written.get("kept", 0), docs_rejected=written.get("rejected", 0),
+        rejected_by_reason=by_reason, chars_kept=written.get("chars_kept", 0), normalized=normalized,
+        pii_found={k.removeprefix("pii_"): v for k, v in sorted(pii.items()) if k.startswith("pii_")},
+        sources=sources, licenses=dict(sorted(licenses.items())),
+        tasks=tasks, workers=min(settings.workers, tasks), executor=settings.executor,
+        split_seconds=round(t1 - t0, 2), merge_seconds=round(t2 - t1, 2),
+        docs_per_sec=round(docs_in / max(t2 - t0, 1e-9), 1),
+    )

@@ -29,6 +29,7 @@ from datatrove.pipeline.readers.base import BaseReader
 from datatrove.utils.logging import logger
 
 from data_prep.corpus import records as R
+from data_prep.corpus.progress import Progress
 from data_prep.corpus import hwp
 
 # name suffix -> format; checked in this order, so a longer suffix must come before its tail (.jsonl.gz, .gz)
@@ -38,7 +39,6 @@ FORMATS = {".jsonl.gz": "jsonl", ".jsonl": "jsonl", ".parquet": "parquet", ".txt
 SOURCE, LICENSE, INPUT_SHA256 = "source", "license", "input_sha256"
 _BOM = b"\xef\xbb\xbf"
 _PARQUET_BATCH = 1024
-_PROGRESS_EVERY = 500_000  # records; big files log progress between their start and end
 
 
 def input_format(path: str | Path) -> str | None:
@@ -335,6 +335,7 @@ class CorpusReader(BaseReader):
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         # first step by design: upstream documents would have no corpus position to merge on
         mine = range(rank, len(self.inputs), world_size)
+        progress = Progress(rank, [self.inputs[i].path for i in mine])
         for n, index in enumerate(mine, 1):
             src = self.inputs[index]
             path = src.path
@@ -351,11 +352,12 @@ class CorpusReader(BaseReader):
                 counts["records"] += 1
                 counts["malformed"] += R.is_rejected(doc)
                 self.stat_update("records_in")
-                if counts["records"] % _PROGRESS_EVERY == 0:
-                    logger.info(f"reading {path}: {counts['records']} records so far")
+                progress.doc()
                 yield doc
+            progress.file_done(path)
             logger.info(f"read {path} ({n}/{len(mine)} of task {rank}): {counts['records']} records, "
                         f"{counts['malformed']} malformed")
+        progress.log()
 
 
 def _sha256_or_empty(path: str) -> str:

@@ -27,6 +27,8 @@ EMPTY_TEXT = "empty_text"  # empty or whitespace-only after normalisation
 TOO_SHORT = "too_short"
 TOO_LONG = "too_long"
 DUPLICATE_EXACT = "duplicate_exact"  # same normalised text as an earlier kept document
+DUPLICATE_NEAR = "duplicate_near"  # same text up to spacing/punctuation/emoticons/a few edits as an earlier kept one
+CONTAMINATED = "contaminated"  # shares a long character n-gram with an evaluation set (data.decontam)
 
 # Internal metadata keys: order in the corpus (file_index, line) and the reject record.
 FILE_INDEX = "file_index"

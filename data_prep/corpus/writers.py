@@ -84,10 +84,32 @@ class RecordWriter(JsonlWriter):
         return record
 
 
+# Per-source counters are named "<prefix><source><SEP><what>", parsed back by `per_source`.
+SOURCE_PREFIX, SEP = "source:", "\x1f"
+
+
+def per_source(counters: dict[str, int]) -> dict[str, dict]:
+    """{source: {docs_kept, docs_rejected, chars_kept, docs_in, pii: {type: n}}} from the writer's counters."""
+    out: dict[str, dict] = {}
+    for key, value in counters.items():
+        if not key.startswith(SOURCE_PREFIX):
+            continue
+        source, what = key[len(SOURCE_PREFIX):].split(SEP, 1)
+        entry = out.setdefault(source, {"docs_in": 0, "docs_kept": 0, "docs_rejected": 0, "chars_kept": 0, "pii": {}})
+        if what.startswith("pii_"):
+            entry["pii"][what[4:]] = value
+        else:
+            entry[what] = value
+    for entry in out.values():
+        entry["docs_in"] = entry["docs_kept"] + entry["docs_rejected"]
+    return dict(sorted(out.items()))
+
+
 class SplitWriter(PipelineStep):
     """The one place documents leave the stream: kept ones to clean/, rejected ones to rejected/.
 
-    Its counters (kept, rejected, rejected_<reason>, chars_kept) are the stage's metrics.
+    Its counters (kept, rejected, rejected_<reason>, chars_kept, and the same per source
+    with PII counts) are the stage's metrics and the basis of the data card.
     """
 
     type = "💽 - WRITER"
@@ -101,11 +123,14 @@ class SplitWriter(PipelineStep):
         with self.clean, self.rejected:
             for doc in data:
                 with self.track_time():
+                    src = f"{SOURCE_PREFIX}{doc.metadata.get('source', 'default')}{SEP}"
                     if R.is_rejected(doc):
                         self.rejected.write(doc, rank)
-                        self.stat_update("rejected", f"rejected_{doc.metadata[R.REASON]}")
+                        self.stat_update("rejected", f"rejected_{doc.metadata[R.REASON]}", src + "docs_rejected")
                     else:
                         self.clean.write(doc, rank)
-                        self.stat_update("kept")
-                        self.stat_update("chars_kept", value=len(doc.text))
+                        self.stat_update("kept", src + "docs_kept")
+                        self.stat_update("chars_kept", src + "chars_kept", value=len(doc.text))
+                    for kind, n in (doc.metadata.get("pii") or {}).items():
+                        self.stat_update(f"{src}pii_{kind}", value=n)
                 yield doc

@@ -13,21 +13,51 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from data_prep.corpus.decontam import DecontamSettings
+from data_prep.corpus.executors import SlurmSettings
+from data_prep.corpus.near_dedup import DedupSettings
+from data_prep.corpus.normalize import NormalizeSettings
+from data_prep.corpus.pii import PIISettings
+from data_prep.corpus.quality import QualitySettings
+
 CHAIN = ["data", "tokenizer", "shards", "pretrain", "sft", "dpo"]
 
 
 @dataclass
+class SourceConfig:
+    """One corpus source: its files and what every document from them carries."""
+
+    name: str = MISSING
+    inputs: List[str] = field(default_factory=list)  # files or globs
+    license: str = "unknown"
+    weight: float = 1.0  # relative share in the training mixture
+    text_key: Optional[str] = None  # null: data.text_key
+    id_key: Optional[str] = None  # null: data.id_key
+
+
+@dataclass
 class DataConfig:
-    inputs: List[str] = field(default_factory=list)  # files or globs: jsonl, jsonl.gz, parquet, txt
+    # Either `sources` (several, each with name/license/weight), or the one-source shorthand
+    # `inputs` + `source` + `license`. Inputs: jsonl(.gz), parquet, csv/tsv(.gz), txt(.gz), hwp, hwpx.
+    sources: List[SourceConfig] = field(default_factory=list)
+    inputs: List[str] = field(default_factory=list)
+    source: str = "default"
+    license: str = "unknown"
     text_key: str = "text"
     id_key: str = "id"
-    source: str = "default"  # provenance name recorded in every document's metadata
-    license: str = "unknown"
     min_chars: int = 20
     max_chars: int = 2_000_000
     tasks: int = 2  # datatrove tasks (input files are split across them)
-    workers: int = 2  # datatrove worker processes
+    workers: int = 2  # datatrove worker processes (Slurm: array tasks at once)
     compression: Optional[str] = "gzip"  # output files: jsonl.gz, or jsonl when null
+    # The blocks, each switchable; their settings are documented where they are implemented.
+    normalize: NormalizeSettings = field(default_factory=NormalizeSettings)
+    pii: PIISettings = field(default_factory=PIISettings)
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+    decontam: DecontamSettings = field(default_factory=DecontamSettings)
+    executor: str = "local"  # local: this machine | slurm: datatrove's Slurm executor (array jobs)
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from kgov_train.config.schema import CHAIN
 
@@ -28,6 +28,36 @@ def resolve_globs(patterns: list[str], key: str) -> list[Path]:
             raise RecipeError(f"{key}[{i}]: no file matches '{pattern}'")
         files += [Path(m).resolve() for m in matches]
     return list(dict.fromkeys(files))
+
+
+def source_files(cfg: DictConfig) -> list[tuple[DictConfig, list[Path]]]:
+    """Each corpus source with its resolved files: `data.sources`, or the one-source shorthand
+    (`data.inputs`, `data.source`, `data.license`). A file may belong to one source only."""
+    d = cfg.data
+    if d.sources and d.inputs:
+        raise RecipeError("data.inputs: set either data.sources or data.inputs (one-source shorthand), not both")
+    if not d.sources and not d.inputs:
+        raise RecipeError("data.inputs: empty; list the corpus files or globs (or use data.sources)")
+    sources = d.sources or [OmegaConf.create({"name": d.source, "inputs": list(d.inputs), "license": d.license,
+                                              "weight": 1.0, "text_key": None, "id_key": None})]
+    prefix = "data.sources[{}]" if d.sources else "data"
+    out, owner, names = [], {}, set()
+    for i, src in enumerate(sources):
+        key = prefix.format(i)
+        if src.name in names:
+            raise RecipeError(f"{key}.name: '{src.name}' names two sources")
+        names.add(src.name)
+        if d.sources and not src.inputs:
+            raise RecipeError(f"{key}.inputs: empty; list the source's files or globs")
+        if src.weight <= 0:
+            raise RecipeError(f"{key}.weight: must be > 0, got {src.weight}")
+        files = resolve_globs(list(src.inputs), f"{key}.inputs")
+        for f in files:
+            if f in owner:
+                raise RecipeError(f"{key}.inputs: {f} also belongs to source '{owner[f]}'")
+            owner[f] = src.name
+        out.append((src, files))
+    return out
 
 
 def validate(cfg: DictConfig) -> None:
@@ -51,9 +81,8 @@ def validate(cfg: DictConfig) -> None:
 
     stages = set(cfg.stages)
     if "data" in stages:
-        check(len(cfg.data.inputs) > 0, "data.inputs: empty; list the corpus files or globs")
         try:
-            resolve_globs(list(cfg.data.inputs), "data.inputs")
+            source_files(cfg)
         except RecipeError as e:
             errors.append(str(e))
         check(cfg.data.min_chars >= 0, f"data.min_chars: must be >= 0, got {cfg.data.min_chars}")

@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from kgov_train.config.validate import RecipeError, resolve_globs
+from kgov_train.config.validate import RecipeError, source_files
+from kgov_train.manifest import Manifest
 from kgov_train.stages import StageContext, StageResult
 
 log = logging.getLogger("kgov_train")
@@ -20,12 +21,24 @@ log = logging.getLogger("kgov_train")
 def external_inputs(cfg: DictConfig) -> list[Path]:
     from data_prep.corpus import FORMATS, input_format
 
-    files = resolve_globs(list(cfg.data.inputs), "data.inputs")
+    files = [f for _, fs in source_files(cfg) for f in fs]
     unsupported = [str(f) for f in files if input_format(f) is None]
     if unsupported:
         shown = ", ".join(unsupported[:5]) + (f" (+{len(unsupported) - 5} more)" if len(unsupported) > 5 else "")
-        raise RecipeError(f"data.inputs: unsupported file type: {shown}; readable: {', '.join(FORMATS)}")
+        key = "data.sources[].inputs" if cfg.data.sources else "data.inputs"
+        raise RecipeError(f"{key}: unsupported file type: {shown}; readable: {', '.join(FORMATS)}")
     return files
+
+
+def corpus_inputs(cfg: DictConfig, hashes: dict[str, str]) -> list:
+    """Every input file as a reader InputFile, with its source's provenance and keys.
+
+    `hashes` (path -> sha256, from this stage's manifest) spares the reader a second pass over the files."""
+    from data_prep.corpus.readers import InputFile
+
+    d = cfg.data
+    return [InputFile(str(f), src.name, src.license, src.text_key or d.text_key, src.id_key or d.id_key,
+                      hashes.get(str(f), "")) for src, files in source_files(cfg) for f in files]
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -33,13 +46,25 @@ def run(ctx: StageContext) -> StageResult:
 
     d = ctx.cfg.data
     settings = CorpusSettings(
-        text_key=d.text_key, id_key=d.id_key, source=d.source, license=d.license,
         min_chars=d.min_chars, max_chars=d.max_chars, tasks=d.tasks, workers=d.workers, compression=d.compression,
+        normalize=_block(d.normalize), pii=_block(d.pii), quality=_block(d.quality), dedup=_block(d.dedup),
+        decontam=_block(d.decontam), executor=d.executor, slurm=_block(d.slurm),
+        job_name=f"kgov-{ctx.cfg.recipe_name}-data",
     )
-    report = prepare_corpus(external_inputs(ctx.cfg), ctx.stage_dir, settings)
+    if settings.slurm.partition is None:
+        settings.slurm.partition = ctx.cfg.cluster.cpu_partition or ctx.cfg.cluster.partition
+    manifest = Manifest.load(ctx.stage_dir)
+    hashes = {i["path"]: i["sha256"] for i in (manifest.inputs if manifest else [])}
+    weights = {src.name: float(src.weight) for src, _ in source_files(ctx.cfg)}
+    report = prepare_corpus(corpus_inputs(ctx.cfg, hashes), ctx.stage_dir, settings, weights)
     if report.docs_kept == 0:
         raise RuntimeError(
             f"data stage kept 0 of {report.docs_in} documents; rejects by reason: {report.rejects_summary()}; "
             f"see {ctx.stage_dir / 'rejected'}"
             + (f" (data.min_chars={d.min_chars})" if report.rejected_by_reason.get("too_short") else ""))
     return StageResult(outputs=["clean", "rejected"], metrics=report.metrics())
+
+
+def _block(node: DictConfig):
+    """A block's settings node as the dataclass instance the corpus code takes."""
+    return OmegaConf.to_object(node)
