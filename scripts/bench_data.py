@@ -461,7 +461,9 @@ def main() -> None:
         with quiet(args.out / "stage.log"):
             r = run_stage(files, args.out / "stage", near, args.workers, blocks)
         res[label] = r
-        print(f"{label:28s} {r['seconds']:8.1f} s  {n / r['seconds']:9,.0f} docs/s   [{r['steps']}]")
+        rep = r["report"]
+        print(f"{label:28s} {r['seconds']:8.1f} s  {n / r['seconds']:9,.0f} docs/s   [{r['steps']}; parallel pass "
+              f"{rep.split_seconds:.1f} s, merge pass {rep.merge_seconds:.1f} s]")
         if near and not blocks:
             s = score(read_rejects(args.out / "stage" / "rejected"), texts, planted)
             print(f"    near-dup on planted pairs: recall {s['recall']:.4f} ({s['caught']:,}/{s['dups']:,}; with "

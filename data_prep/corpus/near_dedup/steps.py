@@ -69,7 +69,7 @@ class NearDedupSignature(PipelineStep):
                 if todo:
                     sigs, lengths, whole = self.hasher.signatures([d.text for d in todo])
                     for doc, sig, n in zip(todo, sigs, lengths.tolist()):
-                        raw = n.to_bytes(4, "little") + sig.tobytes() + pad
+                        raw = n.to_bytes(4, "little") + sig.astype("<u2").tobytes() + pad
                         doc.metadata[SIGNATURE] = base64.b64encode(raw).decode("ascii") if n else ""
                     empty = int((lengths == 0).sum())
                     self.stat_update("signatures", value=len(todo) - empty)
