@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from data_prep.hashing import sha256_file
+
 MANIFEST = "manifest.json"
 _PACKAGES = (
     "kgov-train", "torch", "deepspeed", "transformers", "trl", "peft", "accelerate",
@@ -29,14 +31,6 @@ _PACKAGES = (
 
 class ManifestError(RuntimeError):
     """An upstream artifact is missing, unfinished or not what its manifest sealed."""
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def list_files(path: Path) -> list[Path]:

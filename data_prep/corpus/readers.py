@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import csv
 import gzip
-import hashlib
 import os
 import sys
 import zlib
@@ -29,6 +28,7 @@ from datatrove.pipeline.readers.base import BaseReader
 from datatrove.utils.logging import logger
 
 from data_prep.corpus import records as R
+from data_prep.hashing import sha256_file
 from data_prep.corpus.progress import Progress
 from data_prep.corpus import hwp
 
@@ -58,18 +58,10 @@ class InputFile:
     sha256: str = ""  # sha256 of the file's bytes; "" = the reader hashes it in its own task
 
 
-def file_sha256(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def describe_inputs(paths: Iterable[str | Path], source: str = "default", license: str = "unknown",
                     text_key: str = "text", id_key: str = "id", hash_files: bool = True) -> list[InputFile]:
     """InputFiles for one source's paths, hashed here (streaming) unless hash_files=False."""
-    return [InputFile(str(p), source, license, text_key, id_key, file_sha256(str(p)) if hash_files else "")
+    return [InputFile(str(p), source, license, text_key, id_key, sha256_file(str(p)) if hash_files else "")
             for p in paths]
 
 
@@ -363,6 +355,6 @@ class CorpusReader(BaseReader):
 def _sha256_or_empty(path: str) -> str:
     """An unreadable file still yields its unreadable_file reject; its hash is then just unknown."""
     try:
-        return file_sha256(path)
+        return sha256_file(path)
     except OSError:
         return ""

@@ -17,7 +17,6 @@ control token. "\n" and "\t" are ordinary added tokens and still match.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
+from data_prep.hashing import sha256_file
 from data_prep.shards.split import id_hash, validation_cutoff
 from data_prep.tokenizer import specials as S
 from data_prep.tokenizer.corpus import clean_files, iter_documents, iter_ids
@@ -35,14 +35,6 @@ from data_prep.tokenizer.corpus import clean_files, iter_documents, iter_ids
 FORMAT = "kgov-shards/1"
 SPLITS = ("train", "validation")
 STALE = ("*.bin", "*.idx.npy", "index.json")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def dtype_for(vocab_size: int) -> np.dtype:
