@@ -65,10 +65,7 @@ def run(ctx: StageContext) -> StageResult:
     rows = common.logged_steps(ctx, callback)
     last = rows[-1] if rows else {}
     extra = {
-        "records": len(records),
-        "skipped_records": sum(skipped.values()),
-        "skipped_by_reason": skipped,
-        "train_examples": len(trainer.train_dataset),
+        **common.record_metrics(records, skipped, trainer),
         "beta": float(s.beta),
         "loss_type": str(s.loss_type),
         **{"final_" + k.replace("/", "_"): last.get(k) for k in _REWARDS},  # the last logged step (a few pairs)

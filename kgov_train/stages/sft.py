@@ -61,10 +61,7 @@ def run(ctx: StageContext) -> StageResult:
     rows = common.logged_steps(ctx, callback)
     last = rows[-1] if rows else {}
     extra = {
-        "records": len(records),
-        "skipped_records": sum(skipped.values()),
-        "skipped_by_reason": skipped,
-        "train_examples": len(trainer.train_dataset),
+        **common.record_metrics(records, skipped, trainer),
         "assistant_only_loss": bool(s.assistant_only_loss),
         "final_mean_token_accuracy": last.get("mean_token_accuracy"),
     }
