@@ -45,8 +45,14 @@ def child_overrides(overrides: list[str], stage: str, force: bool = False) -> li
     return kept + [f"stages=[{stage}]", f"force={str(force).lower()}"]
 
 
-def torchrun_stage(cfg: DictConfig, stage: str, overrides: list[str]) -> int:
-    """Run one training stage on this machine; returns torchrun's exit status."""
+PLANNED_ENV = "KGOV_PLANNED_FINGERPRINT"
+
+
+def torchrun_stage(cfg: DictConfig, stage: str, overrides: list[str], fingerprint: str) -> int:
+    """Run one training stage on this machine; returns torchrun's exit status.
+
+    The parent has planned the stage already (hashed every upstream output, model weights
+    included); the fingerprint it passes lets rank 0 take that plan instead of hashing again."""
     if int(cfg.nnodes) > 1:
         raise LaunchError(
             f"nnodes={cfg.nnodes}: multi-node stages are launched by Slurm, one torchrun per node; "
@@ -57,4 +63,4 @@ def torchrun_stage(cfg: DictConfig, stage: str, overrides: list[str]) -> int:
         f"--nproc_per_node={cfg.nproc_per_node}", "-m", "kgov_train.cli", *child_overrides(overrides, stage),
     ]
     log.info("%s: %s", stage, " ".join(cmd[1:]))
-    return subprocess.call(cmd, env=stage_env(cfg))
+    return subprocess.call(cmd, env={**stage_env(cfg), PLANNED_ENV: fingerprint})

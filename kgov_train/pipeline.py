@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import time
 import traceback
@@ -20,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from kgov_train.config.schema import CHAIN
+from kgov_train import launch
 from kgov_train.manifest import MANIFEST, Manifest, ManifestError, fingerprint, hash_entries, verify_outputs
 from kgov_train.stages import STAGES, Stage, StageContext
 
@@ -125,8 +127,6 @@ def ordered(stages: list[str]) -> list[Stage]:
 
 
 def run_chain(cfg: DictConfig, overrides: list[str]) -> list[Manifest]:
-    from kgov_train import launch  # torch-free; the training stages themselves run in child processes
-
     done = []
     for stage in ordered(list(cfg.stages)):
         plan = plan_stage(cfg, stage, force=bool(cfg.force))
@@ -137,7 +137,7 @@ def run_chain(cfg: DictConfig, overrides: list[str]) -> list[Manifest]:
         log.info("%s: running -> %s", stage.name, plan.stage_dir)
         t0 = time.time()
         if stage.distributed:
-            rc = launch.torchrun_stage(cfg, stage.name, overrides)
+            rc = launch.torchrun_stage(cfg, stage.name, overrides, plan.manifest.fingerprint)
             m = Manifest.load(plan.stage_dir)
             if rc != 0 or m is None or m.status != "complete":
                 raise StageFailed(_failure(stage.name, plan.stage_dir, m, f"torchrun exited with status {rc}"))
@@ -172,8 +172,12 @@ def run_distributed_stage(cfg: DictConfig) -> None:
     box: list[Any] = [None]
     if rank == 0:
         try:
-            plan = plan_stage(cfg, stage, force=bool(cfg.force))
-            box = [(plan.skip, plan.manifest)]
+            planned = Manifest.load(Path(cfg.run_dir) / stage.name)
+            if planned and planned.status == "running" and planned.fingerprint == os.environ.get(launch.PLANNED_ENV):
+                box = [(False, planned)]  # planned by the local parent that started us
+            else:
+                plan = plan_stage(cfg, stage, force=bool(cfg.force))
+                box = [(plan.skip, plan.manifest)]
         except ManifestError as e:
             box = [e]
     dist.broadcast_object_list(box, src=0)

@@ -57,16 +57,22 @@ def _split(index: dict, shards_dir: Path, split: str) -> dict:
     return index["splits"][split]
 
 
+def _split_files(index: dict, shards_dir: Path, split: str, kind: str):
+    """(entry, path) per file of the split, `kind` being "path" (tokens) or "index" (document ends)."""
+    for entry in _split(index, shards_dir, split)["files"]:
+        path = shards_dir / entry[kind]
+        if not path.is_file():
+            raise ShardsError(f"{path}: listed in {shards_dir / INDEX} (splits.{split}) but missing")
+        yield entry, path
+
+
 def open_split(shards_dir: Path, split: str) -> list[np.memmap]:
     """One read-only memmap per file of the split, in order; [] for an empty split."""
     shards_dir = Path(shards_dir)
     index = load_index(shards_dir)
     dt = dtype(index)
     arrays = []
-    for entry in _split(index, shards_dir, split)["files"]:
-        path = shards_dir / entry["path"]
-        if not path.is_file():
-            raise ShardsError(f"{path}: listed in {shards_dir / INDEX} (splits.{split}) but missing")
+    for entry, path in _split_files(index, shards_dir, split, "path"):
         expected = entry["tokens"] * dt.itemsize
         actual = path.stat().st_size
         if actual != expected:
@@ -82,10 +88,7 @@ def document_ends(shards_dir: Path, split: str) -> list[np.ndarray]:
     shards_dir = Path(shards_dir)
     index = load_index(shards_dir)
     out = []
-    for entry in _split(index, shards_dir, split)["files"]:
-        path = shards_dir / entry["index"]
-        if not path.is_file():
-            raise ShardsError(f"{path}: listed in {shards_dir / INDEX} (splits.{split}) but missing")
+    for entry, path in _split_files(index, shards_dir, split, "index"):
         ends = np.load(path)
         if len(ends) != entry["documents"] or (len(ends) and ends[-1] != entry["tokens"]):
             raise ShardsError(f"{path}: {len(ends)} documents ending at {ends[-1] if len(ends) else 0}, but "
