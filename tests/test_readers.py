@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -117,6 +118,76 @@ def test_the_real_chatbot_csv(tmp_path):
     assert len(docs) == 11823 and not any(R.is_rejected(d) for d in docs)
     assert docs[0].text == "하루가 또 가네요." and docs[0].metadata[R.EXTRA] == {"Q": "12시 땡!", "label": "0"}
     assert docs[0].id == "ChatbotData.csv:2" and docs[-1].metadata[R.LINE] == 11824
+
+
+# ---------------------------------------------------------------- encodings (cp949 government exports)
+
+# 똠/햏 are outside EUC-KR's 2,350 syllables: cp949 only
+CP949_CSV = ("id,text,agency\n"
+             "c1,\"제1조 이 법은\n공무원의 육아휴직에 관하여 규정한다.\",행정안전부\n"  # 2-3, quoted newline
+             "c2,\"똠방각하, 그리고 \"\"햏\"\"\",국회\n").encode("cp949")          # 4
+
+
+def test_cp949_csv_decodes_with_its_encoding(tmp_path):
+    docs = read(tmp_path, ("gov.csv", CP949_CSV), encoding="cp949")
+    assert [(d.id, d.text, d.metadata[R.LINE]) for d in docs] == [
+        ("c1", "제1조 이 법은\n공무원의 육아휴직에 관하여 규정한다.", 2), ("c2", '똠방각하, 그리고 "햏"', 4)]
+    assert docs[0].metadata[R.EXTRA] == {"agency": "행정안전부"} and not any(R.is_rejected(d) for d in docs)
+    # a Korean header, tsv.gz, and an alias of cp949
+    tsv = gzip.compress("번호\t본문\n1\t민원 처리 결과를 알려드립니다.\n".encode("cp949"))
+    docs = read(tmp_path, ("민원.tsv.gz", tsv), encoding="ks_c_5601-1987", text_key="본문", id_key="번호")
+    assert [(d.id, d.text) for d in docs] == [("1", "민원 처리 결과를 알려드립니다.")]
+
+
+def test_cp949_csv_read_as_utf8_is_invalid_utf8_with_raw_bytes(tmp_path):
+    docs = read(tmp_path, ("gov.csv", CP949_CSV))
+    assert [d.metadata[R.REASON] for d in docs] == [R.INVALID_UTF8, R.INVALID_UTF8]
+    rows = CP949_CSV.split(b"\n")
+    assert [base64.b64decode(d.metadata[R.RAW_BASE64]) for d in docs] == [b"\n".join(rows[1:3]), rows[3]]
+    assert [d.metadata[R.LINE] for d in docs] == [2, 4] and "cp949" not in docs[0].metadata[R.DETAIL]
+    bad_header = read(tmp_path, ("kohead.csv", "번호,본문\n1,가\n".encode("cp949")))
+    assert [d.metadata[R.REASON] for d in bad_header] == [R.BAD_CSV]
+    assert bad_header[0].metadata[R.DETAIL].startswith("header row: not UTF-8")
+
+
+def test_cp949_txt_and_jsonl(tmp_path):
+    law = "제1조 ① 대한민국은 민주공화국이다.\r\n똠방각하\n"
+    lines = [{"id": "j1", "text": "행정안전부 공고 제2024-1호"}, {"id": "j2", "text": "햏"}]
+    jsonl = "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in lines).encode("cp949")
+    docs = read(tmp_path, ("law.txt", law.encode("cp949")), ("a.jsonl", jsonl), ("b.jsonl.gz", gzip.compress(jsonl)),
+                encoding="cp949")
+    assert [(d.id, d.text) for d in docs] == [("law.txt", law)] + [(o["id"], o["text"]) for o in lines] * 2
+    assert not any(R.is_rejected(d) for d in docs)
+
+
+def test_bytes_invalid_in_cp949_are_invalid_encoding_with_raw_bytes(tmp_path):
+    csv_data = "id,text\nr1,정상 행\n".encode("cp949") + b"r2,\xff\xfe \x80 bad\n" + "r3,끝\n".encode("cp949")
+    docs = read(tmp_path, ("rows.csv", csv_data), ("bad.txt", "앞".encode("cp949") + b"\x80"),
+                ("bad.jsonl", b'{"text": "\xc9"}\n'), encoding="cp949")
+    assert [d.metadata.get(R.REASON) for d in docs] == [None, R.INVALID_ENCODING, None, R.INVALID_ENCODING,
+                                                       R.INVALID_ENCODING]
+    row, txt, jl = docs[1], docs[3], docs[4]
+    assert base64.b64decode(row.metadata[R.RAW_BASE64]) == b"r2,\xff\xfe \x80 bad" and row.metadata[R.LINE] == 3
+    assert row.metadata[R.DETAIL] == "not cp949: illegal multibyte sequence at byte 3"
+    assert base64.b64decode(txt.metadata[R.RAW_BASE64]) == "앞".encode("cp949") + b"\x80"
+    assert base64.b64decode(jl.metadata[R.RAW_BASE64]) == b'{"text": "\xc9"}'
+    assert all(d.metadata[R.DETAIL].startswith("not cp949: ") for d in (txt, jl))
+
+
+def test_utf8_bom_is_stripped_only_for_utf8(tmp_path):
+    data = b"\xef\xbb\xbfid,text\n1,\xea\xb0\x80\n"  # utf-8 with a BOM
+    for enc in ("utf-8", "UTF8", "utf-8-sig"):
+        docs = read(tmp_path, ("bom.csv", data), encoding=enc)
+        assert [(d.id, d.text) for d in docs] == [("1", "가")], enc
+
+
+@pytest.mark.parametrize("encoding, message", [
+    ("cp94", "unknown encoding 'cp94'"), ("utf-16", "not ASCII-compatible"), ("base64", "not a text encoding")])
+def test_unusable_encoding_fails_before_reading(tmp_path, encoding, message):
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'a.csv'} (source 'gov'): ") + f".*{message}"):
+        InputFile(str(tmp_path / "a.csv"), "gov", encoding=encoding)
+    with pytest.raises(ValueError, match=f"source 'gov': .*{message}"):
+        describe_inputs([tmp_path / "missing.csv"], "gov", encoding=encoding)  # before hashing the file
 
 
 # ---------------------------------------------------------------- HWPX

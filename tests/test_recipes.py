@@ -74,12 +74,29 @@ def test_every_shipped_recipe_and_group_composes():
         (["tokenizer.model_type=wordpiece"], "tokenizer.model_type: bpe or unigram"),
         (["model.init_from=/no/such/checkpoint"], "model.init_from: '/no/such/checkpoint' is not a local folder"),
         (["deepspeed=zero3_offload", "pretrain.zero_stage=2"], "offload_param: needs ZeRO-3"),
+        (["data.encoding=cp94"], "data.encoding: unknown encoding 'cp94'"),
     ],
 )
 def test_semantic_checks(overrides, message):
     cfg = compose_cfg(["recipe=smoke", *overrides])
     with pytest.raises(RecipeError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         validate(cfg)
+
+
+def test_unknown_source_encoding_names_the_source_key():
+    from kgov_train import REPO_ROOT
+
+    sample = REPO_ROOT / "examples" / "data" / "ko-gov-sample"
+    sources = (f"[{{name: law, inputs: ['{sample}/kolaw_*.txt'], encoding: cp949}}, "
+               f"{{name: bills, inputs: ['{sample}/kobill_*.txt'], encoding: cp94}}]")
+    cfg = compose_cfg(["recipe=smoke", "data.inputs=[]", f"data.sources={sources}"])
+    with pytest.raises(RecipeError, match=r"data\.sources\[1\]\.encoding: unknown encoding 'cp94'"):
+        validate(cfg)
+    cfg.data.sources[1].encoding = None  # falls back to data.encoding
+    validate(cfg)
+    from kgov_train.stages.data import corpus_inputs
+
+    assert {(i.source, i.encoding) for i in corpus_inputs(cfg, {})} == {("law", "cp949"), ("bills", "utf-8")}
 
 
 def test_smoke_recipe_is_valid():

@@ -23,10 +23,10 @@ from typing import List
 import numpy as np
 import orjson
 from datatrove.data import Document, DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 
 from data_prep.corpus import records as R
 from data_prep.corpus.near_dedup.textkey import WindowHasher, batches, keys
+from data_prep.corpus.step import CorpusStep
 
 KEY = "data.decontam"
 FLAG = "contaminated"  # metadata key set with action=flag
@@ -147,7 +147,7 @@ class EvalNgrams:
         return [None if o is None else (int(count[t]), *o[1:]) for t, o in enumerate(out)]
 
 
-class Decontaminate(PipelineStep):
+class Decontaminate(CorpusStep):
     """Split pass, after the quality filters: drops (or flags) documents sharing long n-grams with eval sets."""
 
     type = "🔻 - FILTER"

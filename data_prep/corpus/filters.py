@@ -10,12 +10,12 @@ from __future__ import annotations
 from abc import abstractmethod
 
 from datatrove.data import Document, DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 
 from data_prep.corpus import records as R
+from data_prep.corpus.step import CorpusStep
 
 
-class MarkingFilter(PipelineStep):
+class MarkingFilter(CorpusStep):
     """Base: `check` returns None to keep a document, or (reason, detail) to reject it."""
 
     type = "🔻 - FILTER"

@@ -13,16 +13,16 @@ from typing import Iterator
 import orjson
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.io import get_datafolder
-from datatrove.pipeline.base import PipelineStep
 
 from data_prep.corpus import records as R
+from data_prep.corpus.step import CorpusStep
 
 
 class CorpusOrderError(RuntimeError):
     pass
 
 
-class MergeTaskFiles(PipelineStep):
+class MergeTaskFiles(CorpusStep):
     type = "📖 - READER"
     name = "merge task files in corpus order"
 

@@ -18,9 +18,9 @@ import unicodedata
 from dataclasses import dataclass
 
 from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 
 from data_prep.corpus import records as R
+from data_prep.corpus.step import CorpusStep
 
 
 @dataclass
@@ -62,7 +62,7 @@ def _squeezers(max_repeat: int) -> list[tuple[re.Pattern, str]]:
             (re.compile(rf"((?!(?P<a>{_SQ})(?P=a)){_SQ}{_SQ})\1{{{max_repeat},}}"), r"\1" * max_repeat)]
 
 
-class TextNormalizer(PipelineStep):
+class TextNormalizer(CorpusStep):
     """NFC-normalises (and, if enabled, rewrites) every document not yet rejected, then
     records the sha256 of the final text.
 

@@ -111,7 +111,7 @@ def split_steps(inputs: list[InputFile], settings: CorpusSettings, work: Path) -
 def merge_steps(settings: CorpusSettings, out_dir: Path, writer: SplitWriter) -> list[PipelineStep]:
     steps: list[PipelineStep | None] = [
         MergeTaskFiles(str(out_dir / WORK)),
-        ExactDedup() if settings.dedup.exact else None,
+        ExactDedup(str(out_dir / STATE), settings.dedup.on_disk) if settings.dedup.exact else None,
         NearDedup(settings.dedup, str(out_dir / STATE)) if settings.dedup.near else None,
         writer,
     ]

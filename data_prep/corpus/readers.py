@@ -8,11 +8,15 @@ is one document, like a .txt file.
 
 Every record carries its provenance in metadata: source, license, file, line and
 input_sha256 (the sha256 of the whole input file), from the InputFile it came from.
+
+jsonl/csv/tsv/txt bytes are decoded in the source's encoding (UTF-8, or e.g. cp949 for many
+data.go.kr exports); parquet and HWP/HWPX define their own.
 """
 
 from __future__ import annotations
 
 import base64
+import codecs
 import csv
 import gzip
 import os
@@ -31,6 +35,7 @@ from data_prep.corpus import records as R
 from data_prep.hashing import sha256_file
 from data_prep.corpus.progress import Progress
 from data_prep.corpus import hwp
+from data_prep.corpus.step import CorpusStep
 
 # name suffix -> format; checked in this order, so a longer suffix must come before its tail (.jsonl.gz, .gz)
 FORMATS = {".jsonl.gz": "jsonl", ".jsonl": "jsonl", ".parquet": "parquet", ".txt.gz": "txt", ".txt": "txt",
@@ -38,7 +43,29 @@ FORMATS = {".jsonl.gz": "jsonl", ".jsonl": "jsonl", ".parquet": "parquet", ".txt
 # Provenance keys every record's metadata carries (besides records.FILE and records.LINE).
 SOURCE, LICENSE, INPUT_SHA256 = "source", "license", "input_sha256"
 _BOM = b"\xef\xbb\xbf"
+_ASCII = "\n\r\t ,\"{}:az09"  # what an encoding must write as ASCII for the byte-level line split
 _PARQUET_BATCH = 1024
+
+
+def encoding_name(encoding: str) -> str:
+    """The codec's canonical name (cp949 for ks_c_5601-1987, ...); utf-8-sig is utf-8, the reader strips the BOM."""
+    name = codecs.lookup(encoding).name
+    return "utf-8" if name == "utf-8-sig" else name
+
+
+def encoding_problem(encoding: str) -> str | None:
+    """Why the readers cannot use `encoding`, or None. Lines are split on 0x0A bytes before decoding, which is
+    right for encodings that keep ASCII bytes as they are: UTF-8, and CP949/EUC-KR, whose trail bytes
+    (0x41-0xFE) never equal 0x0A; not for UTF-16/32 or the stateful ISO-2022 ones."""
+    try:
+        name = encoding_name(encoding)
+    except LookupError:
+        return f"unknown encoding '{encoding}'"
+    try:
+        ascii_safe = _ASCII.encode(name) == _ASCII.encode("ascii")
+    except LookupError:  # base64, rot13, ...: bytes-to-bytes or str-to-str codecs
+        return f"'{encoding}' is not a text encoding"
+    return None if ascii_safe else f"encoding '{encoding}' is not ASCII-compatible (utf-16/32, iso-2022-*)"
 
 
 def input_format(path: str | Path) -> str | None:
@@ -56,13 +83,23 @@ class InputFile:
     text_key: str = "text"  # jsonl/parquet key or csv column holding the text
     id_key: str = "id"  # key/column holding the record id; missing or empty: <path below the root>:<line>
     sha256: str = ""  # sha256 of the file's bytes; "" = the reader hashes it in its own task
+    encoding: str = "utf-8"  # of jsonl/csv/tsv/txt bytes, e.g. cp949 (parquet and HWP/HWPX define their own)
+
+    def __post_init__(self):  # fail before any file is read, not as one reject per line
+        problem = encoding_problem(self.encoding)
+        if problem:
+            raise ValueError(f"{self.path} (source '{self.source}'): {problem}")
 
 
 def describe_inputs(paths: Iterable[str | Path], source: str = "default", license: str = "unknown",
-                    text_key: str = "text", id_key: str = "id", hash_files: bool = True) -> list[InputFile]:
+                    text_key: str = "text", id_key: str = "id", hash_files: bool = True,
+                    encoding: str = "utf-8") -> list[InputFile]:
     """InputFiles for one source's paths, hashed here (streaming) unless hash_files=False."""
-    return [InputFile(str(p), source, license, text_key, id_key, sha256_file(str(p)) if hash_files else "")
-            for p in paths]
+    problem = encoding_problem(encoding)
+    if problem:  # before hashing anything
+        raise ValueError(f"source '{source}': {problem}")
+    return [InputFile(str(p), source, license, text_key, id_key, sha256_file(str(p)) if hash_files else "",
+                      encoding) for p in paths]
 
 
 def id_root(files: list[str]) -> str:
@@ -73,9 +110,15 @@ def id_root(files: list[str]) -> str:
 class _Records:
     """Builds the one record each line/row/file yields, with its provenance."""
 
-    def __init__(self, path: str, file_index: int, rel: str, text_key: str, id_key: str, provenance: dict):
+    def __init__(self, path: str, file_index: int, rel: str, text_key: str, id_key: str, provenance: dict,
+                 encoding: str = "utf-8"):
         self.path, self.file_index, self.rel = path, file_index, rel
         self.text_key, self.id_key, self.provenance = text_key, id_key, provenance
+        self.encoding = encoding_name(encoding)
+
+    def strip_bom(self, raw: bytes) -> bytes:
+        """A UTF-8 BOM is no BOM in other encodings (in cp949 it starts a two-byte character)."""
+        return raw.removeprefix(_BOM) if self.encoding == "utf-8" else raw
 
     def make(self, line: int, text: str, doc_id: Any = None, extra: dict | None = None) -> Document:
         if doc_id is None or doc_id == "":  # line 0: a whole-file document (.txt, .hwp), named by its path alone
@@ -87,16 +130,20 @@ class _Records:
 
     def undecodable(self, line: int, raw: bytes, err: UnicodeDecodeError, doc_id: Any = None,
                     extra: dict | None = None) -> Document:
-        doc = self.make(line, raw.decode("utf-8", errors="replace"), doc_id, extra)
+        """`err` names the encoding that failed: the file's, or utf-8 for a parquet binary column."""
+        enc = encoding_name(err.encoding)
+        doc = self.make(line, raw.decode(enc, errors="replace"), doc_id, extra)
         doc.metadata[R.RAW_BASE64] = base64.b64encode(raw).decode("ascii")
-        return R.reject(doc, R.INVALID_UTF8, f"{err.reason} at byte {err.start}")
+        if enc == "utf-8":
+            return R.reject(doc, R.INVALID_UTF8, f"{err.reason} at byte {err.start}")
+        return R.reject(doc, R.INVALID_ENCODING, f"not {enc}: {err.reason} at byte {err.start}")
 
     def unreadable(self, line: int, err: BaseException) -> Document:
         what = "file" if line <= 1 else f"file from record {line} on"
         return R.reject(self.make(line, ""), R.UNREADABLE_FILE, f"{what}: {type(err).__name__}: {err}")
 
     def bad_csv(self, line: int, raw: bytes, detail: str) -> Document:
-        text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        text = raw.decode(self.encoding, errors="replace").rstrip("\r\n")
         return R.reject(self.make(line, text), R.BAD_CSV, detail)
 
     def from_mapping(self, line: int, obj: dict) -> Document:
@@ -110,7 +157,7 @@ class _Records:
         extra = {k: v for k, v in obj.items() if k not in (self.text_key, self.id_key)}
         if isinstance(text, bytes):  # parquet binary column
             try:
-                text = text.decode("utf-8")
+                text = text.decode("utf-8")  # parquet's UTF8 logical type, whatever the source's encoding
             except UnicodeDecodeError as e:
                 return self.undecodable(line, text, e, doc_id, extra)
         if not isinstance(text, str):
@@ -121,9 +168,9 @@ class _Records:
     def from_json_line(self, line: int, raw: bytes) -> Document:
         raw = raw.rstrip(b"\r\n")
         if line == 1:
-            raw = raw.removeprefix(_BOM)
+            raw = self.strip_bom(raw)
         try:
-            decoded = raw.decode("utf-8")
+            decoded = raw.decode(self.encoding)
         except UnicodeDecodeError as e:
             return self.undecodable(line, raw, e)
         if not decoded.strip():
@@ -159,12 +206,12 @@ def read_txt(rec: _Records) -> Iterator[Document]:
     """One document per file; its id is the file's path below the corpus root."""
     try:
         with _open_binary(rec.path) as f:
-            raw = f.read().removeprefix(_BOM)
+            raw = rec.strip_bom(f.read())
     except _FILE_ERRORS as e:
         yield rec.unreadable(1, e)
         return
     try:
-        yield rec.make(0, raw.decode("utf-8"))
+        yield rec.make(0, raw.decode(rec.encoding))
     except UnicodeDecodeError as e:
         yield rec.undecodable(0, raw, e)
 
@@ -211,42 +258,45 @@ _CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
 
 class _PhysicalLines:
     """Feeds csv.reader one physical line at a time, keeping the raw bytes of the current row and
-    whether any of its lines is not UTF-8, so a row maps back to its first line and its exact bytes."""
+    whether any of its lines does not decode, so a row maps back to its first line and its exact bytes.
+    Splitting on 0x0A bytes before decoding is safe: encoding_problem admits only ASCII-compatible encodings."""
 
-    def __init__(self, f):
-        self.f, self.count, self.raw, self.bad_utf8 = f, 0, [], None
+    def __init__(self, f, rec: _Records):
+        self.f, self.rec, self.count, self.raw, self.decode_error = f, rec, 0, [], None
 
     def start_row(self) -> int:
         """Forget the previous row; the line number the next row starts on."""
-        self.raw, self.bad_utf8 = [], None
+        self.raw, self.decode_error = [], None
         return self.count + 1
 
     def __iter__(self):
+        enc = self.rec.encoding
         for raw in self.f:
             self.count += 1
             if self.count == 1:
-                raw = raw.removeprefix(_BOM)
+                raw = self.rec.strip_bom(raw)
             self.raw.append(raw)
             try:
-                yield raw.decode("utf-8")
+                yield raw.decode(enc)
             except UnicodeDecodeError as e:
-                if self.bad_utf8 is None:  # the first bad byte, counted from the row's start
+                if self.decode_error is None:  # the first bad byte, counted from the row's start
                     offset = sum(map(len, self.raw[:-1]))
-                    self.bad_utf8 = UnicodeDecodeError("utf-8", raw, offset + e.start, offset + e.end, e.reason)
-                yield raw.decode("utf-8", errors="surrogateescape")
+                    self.decode_error = UnicodeDecodeError(e.encoding, raw, offset + e.start, offset + e.end,
+                                                           e.reason)
+                yield raw.decode(enc, errors="surrogateescape")  # keeps the csv parser's quote state going
 
 
 def read_csv(rec: _Records, delimiter: str = ",") -> Iterator[Document]:
     """A header row, then one record per row: the text_key column is the text, id_key the id, the other
     columns go to metadata `extra` (all strings). `line` is the physical line a row starts on, also for
-    rows whose quoted fields span lines. Bad quoting, a wrong number of fields or non-UTF-8 bytes make
+    rows whose quoted fields span lines. Bad quoting, a wrong number of fields or undecodable bytes make
     that row a reject; a broken header makes the file one bad_csv reject, since no row can be read
     without it."""
     csv.field_size_limit(_CSV_FIELD_LIMIT)
     line = 1
     try:
         with _open_binary(rec.path) as f:
-            lines = _PhysicalLines(f)
+            lines = _PhysicalLines(f, rec)
             rows = csv.reader(lines, delimiter=delimiter, strict=True)
             header = None
             while True:
@@ -263,16 +313,16 @@ def read_csv(rec: _Records, delimiter: str = ",") -> Iterator[Document]:
                     continue
                 raw = b"".join(lines.raw)
                 if not raw.strip():  # an empty or whitespace-only line outside any quoted field
-                    yield R.reject(rec.make(line, raw.decode("utf-8", errors="replace").rstrip("\r\n")),
+                    yield R.reject(rec.make(line, raw.decode(rec.encoding, errors="replace").rstrip("\r\n")),
                                    R.BLANK_LINE)
                 elif header is None:
-                    if lines.bad_utf8:
-                        yield rec.bad_csv(line, raw, f"header row: not UTF-8: {lines.bad_utf8.reason} "
-                                                     f"at byte {lines.bad_utf8.start}")
+                    if err := lines.decode_error:
+                        enc = "UTF-8" if rec.encoding == "utf-8" else rec.encoding
+                        yield rec.bad_csv(line, raw, f"header row: not {enc}: {err.reason} at byte {err.start}")
                         return
                     header = _unique_columns(row)
-                elif lines.bad_utf8:
-                    yield rec.undecodable(line, raw.rstrip(b"\r\n"), lines.bad_utf8)
+                elif lines.decode_error:
+                    yield rec.undecodable(line, raw.rstrip(b"\r\n"), lines.decode_error)
                 elif len(row) != len(header):
                     yield rec.bad_csv(line, raw, f"{len(row)} fields, the header has {len(header)}")
                 else:
@@ -300,7 +350,7 @@ _READERS = {"jsonl": read_jsonl, "txt": read_txt, "parquet": read_parquet, "csv"
             "hwp": read_hwp}
 
 
-class CorpusReader(BaseReader):
+class CorpusReader(CorpusStep, BaseReader):
     """Reads its share of the input files (file i goes to task i % tasks), in input order.
 
     Each task's output is ordered by (file_index, line), which lets the merge step
@@ -320,9 +370,9 @@ class CorpusReader(BaseReader):
 
     @classmethod
     def from_paths(cls, paths: Iterable[str | Path], source: str = "default", license: str = "unknown",
-                   text_key: str = "text", id_key: str = "id") -> "CorpusReader":
+                   text_key: str = "text", id_key: str = "id", encoding: str = "utf-8") -> "CorpusReader":
         """All paths from one source, hashed here: describe_inputs + the constructor."""
-        return cls(describe_inputs(paths, source, license, text_key, id_key))
+        return cls(describe_inputs(paths, source, license, text_key, id_key, encoding=encoding))
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         # first step by design: upstream documents would have no corpus position to merge on
@@ -337,7 +387,7 @@ class CorpusReader(BaseReader):
             rel = os.path.relpath(path, self.root) if self.root else os.path.basename(path)
             sha = src.sha256 or _sha256_or_empty(path)
             provenance = {SOURCE: src.source, LICENSE: src.license, INPUT_SHA256: sha}
-            rec = _Records(path, index, rel, src.text_key, src.id_key, provenance)
+            rec = _Records(path, index, rel, src.text_key, src.id_key, provenance, src.encoding)
             self.stat_update("input_files")
             counts = {"records": 0, "malformed": 0}
             for doc in _READERS[fmt](rec):

@@ -16,6 +16,8 @@ BAD_JSON = "bad_json"  # the line does not parse as JSON
 NOT_AN_OBJECT = "not_an_object"  # valid JSON, but not an object ({...})
 BLANK_LINE = "blank_line"  # an empty or whitespace-only line in a jsonl file
 INVALID_UTF8 = "invalid_utf8"  # bytes that are not UTF-8; text holds a replacement-decoded copy
+# bytes that do not decode in the source's declared non-UTF-8 encoding (e.g. cp949); detail names it
+INVALID_ENCODING = "invalid_encoding"
 MISSING_TEXT_KEY = "missing_text_key"
 NON_STRING_TEXT = "non_string_text"  # the text value is a number, list, null, ...
 UNREADABLE_FILE = "unreadable_file"  # corrupt or truncated .gz / parquet: the unread rest is one record

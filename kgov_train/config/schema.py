@@ -33,6 +33,7 @@ class SourceConfig:
     weight: float = 1.0  # relative share in the training mixture
     text_key: Optional[str] = None  # null: data.text_key
     id_key: Optional[str] = None  # null: data.id_key
+    encoding: Optional[str] = None  # null: data.encoding
 
 
 @dataclass
@@ -45,6 +46,7 @@ class DataConfig:
     license: str = "unknown"
     text_key: str = "text"
     id_key: str = "id"
+    encoding: str = "utf-8"  # text encoding of jsonl/csv/tsv/txt inputs, e.g. cp949 for many data.go.kr exports
     min_chars: int = 20
     max_chars: int = 2_000_000
     tasks: int = 2  # datatrove tasks (input files are split across them)

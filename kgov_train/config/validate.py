@@ -11,6 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from data_prep.corpus.readers import encoding_problem
 from kgov_train.config.schema import CHAIN
 
 
@@ -39,7 +40,8 @@ def source_files(cfg: DictConfig) -> list[tuple[DictConfig, list[Path]]]:
     if not d.sources and not d.inputs:
         raise RecipeError("data.inputs: empty; list the corpus files or globs (or use data.sources)")
     sources = d.sources or [OmegaConf.create({"name": d.source, "inputs": list(d.inputs), "license": d.license,
-                                              "weight": 1.0, "text_key": None, "id_key": None})]
+                                              "weight": 1.0, "text_key": None, "id_key": None,
+                                              "encoding": None})]
     prefix = "data.sources[{}]" if d.sources else "data"
     out, owner, names = [], {}, set()
     for i, src in enumerate(sources):
@@ -51,6 +53,10 @@ def source_files(cfg: DictConfig) -> list[tuple[DictConfig, list[Path]]]:
             raise RecipeError(f"{key}.inputs: empty; list the source's files or globs")
         if src.weight <= 0:
             raise RecipeError(f"{key}.weight: must be > 0, got {src.weight}")
+        enc_key = f"{key}.encoding" if src.encoding else "data.encoding"
+        problem = encoding_problem(src.encoding or d.encoding)
+        if problem:  # here, not as a ValueError from the reader after the files were hashed
+            raise RecipeError(f"{enc_key}: {problem}")
         files = resolve_globs(list(src.inputs), f"{key}.inputs")
         for f in files:
             if f in owner:

@@ -38,7 +38,8 @@ def corpus_inputs(cfg: DictConfig, hashes: dict[str, str]) -> list:
 
     d = cfg.data
     return [InputFile(str(f), src.name, src.license, src.text_key or d.text_key, src.id_key or d.id_key,
-                      hashes.get(str(f), "")) for src, files in source_files(cfg) for f in files]
+                      hashes.get(str(f), ""), encoding=src.encoding or d.encoding)
+            for src, files in source_files(cfg) for f in files]
 
 
 def run(ctx: StageContext) -> StageResult:

@@ -18,7 +18,7 @@ class DedupSettings:
     max_edits: int = 3  # below threshold, still a duplicate if this few scattered char edits apart (<= 1 per 20 chars)
     min_chars: int = 10  # keys shorter than this match only the same key (their whole key is the one shingle)
     seed: int = 1  # hash functions; signatures from different seeds are not comparable
-    on_disk: bool = False  # keep the kept-document index in sqlite under the stage dir instead of RAM
+    on_disk: bool = False  # dedup state (exact digests, near-dup index) in sqlite under the stage dir, not RAM
 
     def validate(self) -> None:
         """Raise ValueError naming the offending `data.dedup.<field>`."""

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 from datatrove.data import Document, DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 
 from data_prep.corpus import records as R
 from data_prep.corpus.near_dedup.index import MemoryIndex, SqliteIndex
 from data_prep.corpus.near_dedup.minhash import MinHasher
 from data_prep.corpus.near_dedup.settings import DedupSettings
 from data_prep.corpus.near_dedup.textkey import batches
+from data_prep.corpus.step import CorpusStep
 
 # Work-file metadata: base64 of [uint32 key length][bands*rows uint16 hashes][0-2 zero bytes], the
 # padding making the payload a multiple of 3 bytes, so a batch's strings decode as one. "" = empty key.
@@ -50,7 +50,7 @@ def _padding(num_hashes: int) -> int:
     return -(4 + 2 * num_hashes) % 3
 
 
-class NearDedupSignature(PipelineStep):
+class NearDedupSignature(CorpusStep):
     """Split pass: MinHash signature of every document not yet rejected, into metadata[SIGNATURE]."""
 
     type = "🫂 - DEDUP"
@@ -78,7 +78,7 @@ class NearDedupSignature(PipelineStep):
             yield from batch
 
 
-class NearDedup(PipelineStep):
+class NearDedup(CorpusStep):
     """Merge pass, one task, after ExactDedup: rejects later near-duplicates of kept documents.
 
     A document is a duplicate of the earliest kept document that shares one of its LSH bands

@@ -10,18 +10,18 @@ from __future__ import annotations
 import logging
 
 from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 
 from data_prep.corpus import records as R
 from data_prep.corpus.pii.scrub import Scrubber
 from data_prep.corpus.pii.settings import DEFAULT_SALT, PIISettings
+from data_prep.corpus.step import CorpusStep
 
 log = logging.getLogger("data_prep.corpus.pii")
 
 PII_META = "pii"  # doc.metadata["pii"] = {kind: count}, only kinds found
 
 
-class PIIStep(PipelineStep):
+class PIIStep(CorpusStep):
     """Replaces PII in text, in the input record's other string fields (metadata `extra`) and in
     a reject's `detail`.
 
