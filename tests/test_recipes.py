@@ -75,6 +75,10 @@ def test_every_shipped_recipe_and_group_composes():
         (["model.init_from=/no/such/checkpoint"], "model.init_from: '/no/such/checkpoint' is not a local folder"),
         (["deepspeed=zero3_offload", "pretrain.zero_stage=2"], "offload_param: needs ZeRO-3"),
         (["data.encoding=cp94"], "data.encoding: unknown encoding 'cp94'"),
+        (["tokenizer.baseline=/no/such/tokenizer"], "tokenizer.baseline: /no/such/tokenizer is not a local tokenizer"),
+        (["tokenizer.extend_from=/nope"], "tokenizer.extend_from: /nope is not a local tokenizer folder"),
+        (["tokenizer.user_defined_symbols=['<s>']"], "tokenizer.user_defined_symbols: non-empty, distinct"),
+        (["tokenizer.heldout_fraction=1.0"], "tokenizer.heldout_fraction: in "),
     ],
 )
 def test_semantic_checks(overrides, message):

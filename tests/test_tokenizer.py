@@ -17,7 +17,7 @@ import sentencepiece as spm
 from tokenizers import Tokenizer
 
 from data_prep.tokenizer import specials as S
-from data_prep.tokenizer.build import build_tokenizer
+from data_prep.tokenizer.build import BuildSettings, build_tokenizer
 from data_prep.tokenizer.chat_template import ChatTemplateError, render
 from data_prep.tokenizer.corpus import CorpusError
 from data_prep.tokenizer.evaluate import PROBES
@@ -68,6 +68,11 @@ def seal_corpus(run_dir: Path, docs: list[tuple[str, str]]) -> None:
     m.save(data)
 
 
+def build(clean: Path, out: Path, **settings) -> dict:
+    """build_tokenizer's metrics, every document sampled (no data-stage figures)."""
+    return build_tokenizer(clean, out, BuildSettings(**settings))[1]
+
+
 def run_stages(run_dir: Path, *overrides: str):
     ov = ["recipe=smoke", f"run_dir={run_dir}", *overrides]
     cfg = compose_cfg(ov)
@@ -103,11 +108,13 @@ def auto(tok_dir):
 def test_stage_outputs_and_metrics(run_dir, tok_dir):
     m = Manifest.load(tok_dir)
     assert m.status == "complete"
-    assert sorted(o["path"] for o in m.outputs) == ["tokenizer.json", "tokenizer.model", "tokenizer_config.json"]
+    assert sorted(o["path"] for o in m.outputs) == ["report.json", "report.md", "tokenizer.json", "tokenizer.model",
+                                                    "tokenizer_config.json"]
     x = m.metrics
     assert x["vocab_size"] == 2000 and x["roundtrip_ok"] and x["fast_matches_spm"]
     assert x["training_sentences"] > 0 and x["train_seconds"] >= 0
-    assert 1.2 < x["chars_per_token"] < 4 and 0 <= x["byte_fallback_rate"] < 0.05
+    assert 1.2 < x["heldout_chars_per_token"] < 4 and 0 <= x["heldout_byte_fallback_rate"] < 0.05
+    assert x["heldout_unk_rate"] == 0 and x["heldout_roundtrip_exact"] == 1.0
     assert x["chat_template_has_generation"] and x["chat_prompt_tokens_are_prefix"]
 
 
@@ -197,8 +204,8 @@ def test_custom_chat_template_and_determinism(run_dir, tmp_path):
     custom = "{%- for m in messages -%}{{ m['content'] }}{%- generation -%}{{ eos_token }}{%- endgeneration -%}{%- endfor -%}"
     kw = dict(model_type="bpe", vocab_size=1000, character_coverage=0.999, input_sentence_size=300,  # sampled
               max_sentence_length=16384, split_digits=True, num_threads=2, seed=7)
-    a = build_tokenizer(run_dir / "data" / "clean", tmp_path / "a", chat_template=custom, **kw)
-    b = build_tokenizer(run_dir / "data" / "clean", tmp_path / "b", chat_template=custom, **kw)
+    a = build(run_dir / "data" / "clean", tmp_path / "a", chat_template=custom, **kw)
+    b = build(run_dir / "data" / "clean", tmp_path / "b", chat_template=custom, **kw)
     assert a["training_sentences"] == 300 < a["training_sentences_fed"]
     for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
@@ -207,7 +214,7 @@ def test_custom_chat_template_and_determinism(run_dir, tmp_path):
 
 
 def test_unigram_is_lossless_and_matches(run_dir, tmp_path):
-    m = build_tokenizer(run_dir / "data" / "clean", tmp_path / "u", model_type="unigram", vocab_size=1500,
+    m = build(run_dir / "data" / "clean", tmp_path / "u", model_type="unigram", vocab_size=1500,
                         character_coverage=0.9995, input_sentence_size=200000, max_sentence_length=16384,
                         split_digits=True, num_threads=2, seed=1)
     assert m["roundtrip_ok"] and m["fast_matches_spm"]
@@ -220,7 +227,7 @@ def test_unigram_is_lossless_and_matches(run_dir, tmp_path):
 
 def test_too_small_vocab_names_the_keys(run_dir, tmp_path):
     with pytest.raises(TokenizerTrainError, match=r"tokenizer.vocab_size=300.*tokenizer.character_coverage"):
-        build_tokenizer(run_dir / "data" / "clean", tmp_path / "x", model_type="bpe", vocab_size=300,
+        build(run_dir / "data" / "clean", tmp_path / "x", model_type="bpe", vocab_size=300,
                         character_coverage=1.0, input_sentence_size=1000, max_sentence_length=16384,
                         split_digits=True, num_threads=1, seed=0)
 
@@ -249,5 +256,92 @@ def test_bad_corpus_record_names_file_and_line(tmp_path):
     clean.mkdir()
     (clean / "00000.jsonl").write_text('{"id": "a", "text": "가나다 라마바"}\n{"id": "b", "txt": "x"}\n', encoding="utf-8")
     with pytest.raises(CorpusError, match=r"00000.jsonl:2: a document record needs keys 'id' and 'text'"):
-        build_tokenizer(clean, tmp_path / "tok", model_type="bpe", vocab_size=300, character_coverage=1.0,
+        build(clean, tmp_path / "tok", model_type="bpe", vocab_size=300, character_coverage=1.0,
                         input_sentence_size=100, max_sentence_length=16384, split_digits=True, num_threads=1, seed=0)
+
+
+# ------------------------------------------------------------------ sample, report, options
+
+def test_sample_shares_follow_the_source_weights_and_hold_out_by_id():
+    from data_prep.tokenizer.sample import Sampler, source_rates
+
+    text = "가나다라마바사 " * 10  # 80 characters a document
+    docs = [(f"{src}-{i}", text, src) for src, n in (("big", 20000), ("small", 2000)) for i in range(n)]
+    chars = {"big": 20000 * 80, "small": 2000 * 80}
+    rates = source_rates(chars, {"big": 1.0, "small": 1.0}, sample_chars=200_000, heldout_fraction=0.05)
+    assert rates == {"big": 100_000 / (chars["big"] * 0.95), "small": 100_000 / (chars["small"] * 0.95)}
+    sampler = Sampler(rates, heldout_fraction=0.05, heldout_chars=10_000)
+    n_train = sum(1 for _ in sampler.training_texts(docs))
+    shares = {s: v["train_share"] for s, v in sampler.metrics()["sample_sources"].items()}
+    assert abs(shares["big"] - 0.5) < 0.03 and abs(n_train * 80 - 200_000) < 200_000 * 0.05
+    held = {d for docs_ in sampler.heldout.values() for d, _ in docs_}
+    assert held and all(len(sampler.heldout[s]) * 80 <= 10_000 + 80 for s in sampler.heldout)
+    # held out = a property of the id (its hash), whatever the order; those documents never train
+    from data_prep.shards.split import id_hash
+
+    tagged = [(d, f"{d} {t}", src) for d, t, src in docs]
+    again = Sampler(rates, 0.05, 10_000)
+    trained = {t.split(" ", 1)[0] for t in again.training_texts(reversed(tagged))}
+    assert len(trained) == n_train
+    below = {d for d, _, _ in docs if id_hash(d) < 0.05 * 2**64}
+    assert not trained & below and {d for v in again.heldout.values() for d, _ in v} <= below
+    # a source smaller than its share is taken whole
+    assert source_rates({"a": 10, "b": 10**9}, {"a": 1, "b": 1}, 1000)["a"] == 1.0
+
+
+def test_report_scores_ours_and_the_baseline(run_dir, tok_dir, tmp_path):
+    m = build(run_dir / "data" / "clean", tmp_path / "r", vocab_size=1000, input_sentence_size=200000,
+              heldout_fraction=0.3, baseline=str(tok_dir))
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert set(report["evaluation"]) == {"ours", "baseline"} and report["scored_on"].startswith("held-out")
+    ours, base = report["evaluation"]["ours"]["all"], report["evaluation"]["baseline"]["all"]
+    assert ours["documents"] == base["documents"] > 0 and ours["roundtrip_exact"] == 1.0
+    assert m["baseline_heldout_chars_per_token"] == base["chars_per_token"]
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| ours | all |" in md and "| baseline | test |" in md
+    sample = report["sample_sources"]["test"]
+    assert sample["heldout_documents"] == ours["documents"] and sample["rate"] == 1.0
+
+
+def test_user_defined_symbols_stay_whole(run_dir, tmp_path):
+    m = build(run_dir / "data" / "clean", tmp_path / "u", vocab_size=1000, input_sentence_size=200000,
+              user_defined_symbols=("제1조", "[법령]"))
+    fast = Tokenizer.from_file(str(tmp_path / "u" / "tokenizer.json"))
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "u" / "tokenizer.model"))
+    assert fast.token_to_id("제1조") == sp.piece_to_id("제1조") == 9 and sp.piece_to_id("[법령]") == 10
+    text = "[법령] 헌법 제1조 ① 대한민국은 민주공화국이다."
+    ids = fast.encode(text, add_special_tokens=False).ids
+    assert ids == sp.encode(text) and 9 in ids and 10 in ids and fast.decode(ids) == text
+    assert m["roundtrip_ok"] and m["fast_matches_spm"]
+    with pytest.raises(ValueError, match="tokenizer.user_defined_symbols"):
+        build(run_dir / "data" / "clean", tmp_path / "bad", vocab_size=1000, user_defined_symbols=("<s>",))
+
+
+def _straddles(tok: Tokenizer, texts: list[str]) -> float:
+    """Share of morpheme boundaries inside words (kiwipiepy) that fall inside a token."""
+    from data_prep.tokenizer.morphemes import DELIMITER, segment
+
+    inside = total = 0
+    for text, seg in zip(texts, segment(texts)):
+        cuts, pos = set(), 0
+        for part in seg.split(DELIMITER)[:-1]:
+            pos += len(part)
+            cuts.add(pos)
+        spans = [o for o in tok.encode(text, add_special_tokens=False).offsets]
+        total += len(cuts)
+        inside += sum(any(a < c < b for a, b in spans) for c in cuts)
+    return inside / max(total, 1)
+
+
+def test_morpheme_aware_pieces_keep_to_morphemes_and_stay_lossless(run_dir, tmp_path):
+    clean = run_dir / "data" / "clean"
+    kw = dict(vocab_size=1500, input_sentence_size=200000)
+    plain = build(clean, tmp_path / "plain", **kw)
+    morph = build(clean, tmp_path / "morph", morpheme_aware=True, **kw)
+    assert morph["morpheme_aware"] and morph["roundtrip_ok"] and morph["fast_matches_spm"]
+    texts = [t for _, t in corpus_docs()][:6]
+    a = _straddles(Tokenizer.from_file(str(tmp_path / "plain" / "tokenizer.json")), texts)
+    b = _straddles(Tokenizer.from_file(str(tmp_path / "morph" / "tokenizer.json")), texts)
+    assert b < a / 2, (a, b)
+    # the price: shorter pieces
+    assert morph["heldout_chars_per_token"] < plain["heldout_chars_per_token"]

@@ -30,8 +30,8 @@ def _open(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
-def iter_documents(files: Iterable[Path]) -> Iterator[tuple[str, str]]:
-    """(id, text) per document, in corpus order. A malformed line is an error naming file and line."""
+def iter_records(files: Iterable[Path]) -> Iterator[tuple[str, str, str]]:
+    """(id, text, source) per document, in corpus order. A malformed line is an error naming file and line."""
     for path in files:
         with _open(path) as f:
             for lineno, raw in enumerate(f, start=1):
@@ -47,7 +47,15 @@ def iter_documents(files: Iterable[Path]) -> Iterator[tuple[str, str]]:
                 doc_id, text = rec["id"], rec["text"]
                 if not isinstance(text, str):
                     raise CorpusError(f"{path}:{lineno}: 'text' is {type(text).__name__}, not a string")
-                yield str(doc_id), text
+                meta = rec.get("metadata")
+                source = meta.get("source", "default") if isinstance(meta, dict) else "default"
+                yield str(doc_id), text, str(source)
+
+
+def iter_documents(files: Iterable[Path]) -> Iterator[tuple[str, str]]:
+    """(id, text) per document, in corpus order."""
+    for doc_id, text, _ in iter_records(files):
+        yield doc_id, text
 
 
 def iter_ids(files: Iterable[Path]) -> Iterator[str]:

@@ -35,9 +35,8 @@ SPACE = "\u2581"
 _NEVER = -1e9  # unigram score for pieces that must not come out of the lattice from plain text
 
 
-def _pieces(sp: spm.SentencePieceProcessor) -> list[tuple[str, float, bool]]:
-    """(piece, score, is_normal) by id; normal = learned or single-character pieces."""
-    frozen = set(S.USER_DEFINED)
+def _pieces(sp: spm.SentencePieceProcessor, frozen: set[str]) -> list[tuple[str, float, bool]]:
+    """(piece, score, is_normal) by id; normal = learned or single-character pieces, not user-defined."""
     out = []
     for i in range(sp.get_piece_size()):
         p = sp.id_to_piece(i)
@@ -58,10 +57,11 @@ def bpe_merges(pieces: list[tuple[str, float, bool]]) -> list[tuple[str, str]]:
     return [m[3] for m in ranked]
 
 
-def build_fast_tokenizer(model_file: Path, model_type: str) -> Tokenizer:
-    """model_type: what the model was trained as (bpe | unigram; not readable without protobuf)."""
+def build_fast_tokenizer(model_file: Path, model_type: str, extra_symbols: tuple[str, ...] = ()) -> Tokenizer:
+    """model_type: what the model was trained as (bpe | unigram; not readable without protobuf);
+    extra_symbols: the recipe's user-defined pieces the model was trained with."""
     sp = spm.SentencePieceProcessor(model_file=str(model_file))
-    pieces = _pieces(sp)
+    pieces = _pieces(sp, set(S.user_defined(extra_symbols)))
     if model_type == "bpe":
         vocab = {p: i for i, (p, _, _) in enumerate(pieces)}
         model = models.BPE(vocab=vocab, merges=bpe_merges(pieces), unk_token=S.UNK,
@@ -77,7 +77,7 @@ def build_fast_tokenizer(model_file: Path, model_type: str) -> Tokenizer:
     tok.decoder = decoders.Sequence([decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()])
     # Added tokens are matched on the raw text (normalized=False) and keep their spm ids.
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in S.SPECIAL_TOKENS])
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in S.WHITESPACE_SYMBOLS])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in S.WHITESPACE_SYMBOLS + tuple(extra_symbols)])
     # add_special_tokens=True prepends <s> (as every pretraining document starts); no eos.
     tok.post_processor = processors.TemplateProcessing(
         single=f"{S.BOS} $A", pair=f"{S.BOS} $A {S.BOS} $B", special_tokens=[(S.BOS, S.BOS_ID)])
@@ -101,10 +101,11 @@ def tokenizer_config(chat_template: str) -> dict:
     }
 
 
-def export(model_file: Path, model_type: str, out_dir: Path, chat_template: str) -> list[str]:
+def export(model_file: Path, model_type: str, out_dir: Path, chat_template: str,
+           extra_symbols: tuple[str, ...] = ()) -> list[str]:
     """Write tokenizer.json and tokenizer_config.json into out_dir; returns the file names."""
     out_dir = Path(out_dir)
-    build_fast_tokenizer(model_file, model_type).save(str(out_dir / "tokenizer.json"))
+    build_fast_tokenizer(model_file, model_type, extra_symbols).save(str(out_dir / "tokenizer.json"))
     (out_dir / "tokenizer_config.json").write_text(
         json.dumps(tokenizer_config(chat_template), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return ["tokenizer.json", "tokenizer_config.json"]

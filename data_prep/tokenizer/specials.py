@@ -25,3 +25,13 @@ USER_DEFINED = ROLE_MARKERS + WHITESPACE_SYMBOLS  # user_defined_symbols, in id 
 
 def expected_ids() -> dict[str, int]:
     return {tok: i for i, tok in enumerate(META + USER_DEFINED)}
+
+
+def user_defined(extra=()) -> tuple[str, ...]:
+    """The project's user-defined pieces, then the recipe's tokenizer.user_defined_symbols (ids 9, 10, ...)."""
+    extra = tuple(extra)
+    bad = [t for t in extra if not isinstance(t, str) or not t or t in META + USER_DEFINED]
+    if bad or len(set(extra)) != len(extra):
+        raise ValueError(f"tokenizer.user_defined_symbols: non-empty, distinct strings other than the project's "
+                         f"{list(META + USER_DEFINED)}; got {list(extra)}")
+    return USER_DEFINED + extra

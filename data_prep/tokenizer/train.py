@@ -20,6 +20,7 @@ from typing import Iterable, Iterator
 
 import sentencepiece as spm
 
+from data_prep.tokenizer import morphemes
 from data_prep.tokenizer import specials as S
 
 
@@ -53,11 +54,20 @@ def split_long(line: str, max_bytes: int) -> Iterator[str]:
         line = line[len(chunk):]
 
 
-def sentences(texts: Iterable[str], max_bytes: int) -> Iterator[str]:
+def lines(texts: Iterable[str]) -> Iterator[str]:
     for text in texts:
         for line in text.split("\n"):
             if line.strip():
-                yield from split_long(line, max_bytes)
+                yield line
+
+
+def sentences(texts: Iterable[str], max_bytes: int, morpheme_aware: bool = False, num_threads: int = 2) -> Iterator[str]:
+    """Training lines: documents split at newlines, morpheme boundaries marked if asked, long lines cut."""
+    out = lines(texts)
+    if morpheme_aware:
+        out = morphemes.segment(out, num_threads)
+    for line in out:
+        yield from split_long(line, max_bytes)
 
 
 class _Counter:
@@ -80,11 +90,14 @@ class _Counter:
 
 def train_sentencepiece(texts: Iterable[str], model_path: Path, *, model_type: str, vocab_size: int,
                         character_coverage: float, input_sentence_size: int, max_sentence_length: int,
-                        split_digits: bool, num_threads: int, seed: int) -> TrainStats:
+                        split_digits: bool, num_threads: int, seed: int, user_defined_symbols: Iterable[str] = (),
+                        morpheme_aware: bool = False) -> TrainStats:
     """Train on `texts` (whole documents, streamed) and write the model to `model_path`."""
     if model_type not in ("bpe", "unigram"):
         raise TokenizerTrainError(f"tokenizer.model_type: bpe or unigram, got '{model_type}'")
-    counter = _Counter(sentences(texts, max_sentence_length))
+    symbols = S.user_defined(user_defined_symbols)
+    counter = _Counter(sentences(texts, max_sentence_length, morpheme_aware, num_threads))
+    extra = {"pretokenization_delimiter": morphemes.DELIMITER} if morpheme_aware else {}
     buf = io.BytesIO()
     # Determinism: the same corpus and settings give the same model byte for byte. sentencepiece
     # 0.2.3 samples input_sentence_size lines with a fixed internal seed (any seed gives the same
@@ -102,8 +115,8 @@ def train_sentencepiece(texts: Iterable[str], model_path: Path, *, model_type: s
             remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
             unk_id=S.UNK_ID, bos_id=S.BOS_ID, eos_id=S.EOS_ID, pad_id=S.PAD_ID,
             unk_piece=S.UNK, bos_piece=S.BOS, eos_piece=S.EOS, pad_piece=S.PAD,
-            user_defined_symbols=list(S.USER_DEFINED), hard_vocab_limit=True,
-            minloglevel=1,
+            user_defined_symbols=list(symbols), hard_vocab_limit=True,
+            minloglevel=1, **extra,
         )
     except RuntimeError as e:
         if counter.error is not None:

@@ -65,11 +65,20 @@ class DataConfig:
 @dataclass
 class TokenizerConfig:
     model_type: str = "bpe"  # bpe | unigram
-    vocab_size: int = 32000
+    vocab_size: int = 32000  # with extend_from: the extended tokenizer's total size
     character_coverage: float = 0.9995
     input_sentence_size: int = 2_000_000  # sentences sampled for training
     max_sentence_length: int = 16384  # bytes; longer lines are split, not dropped
     split_digits: bool = True
+    user_defined_symbols: List[str] = field(default_factory=list)  # extra pieces never split (e.g. "제", "조")
+    # Training sample: about this many characters of data/clean, shared between sources by their
+    # data.sources[].weight and drawn by a hash of the document id (deterministic, streaming).
+    sample_chars: int = 200_000_000
+    heldout_fraction: float = 0.01  # documents (by id hash) kept out of training, for the report
+    heldout_chars: int = 2_000_000  # per source, at most, scored in report.json/report.md
+    morpheme_aware: bool = False  # pieces never straddle a Korean morpheme boundary (kiwipiepy, Polyglot-ko)
+    extend_from: Optional[str] = None  # local HF tokenizer folder: add Korean pieces to it up to vocab_size
+    baseline: Optional[str] = None  # local HF tokenizer folder scored beside ours in the report
     chat_template: Optional[str] = None  # jinja; null = the project's template
     num_threads: int = 2
 

@@ -98,6 +98,17 @@ def validate(cfg: DictConfig) -> None:
         check(cfg.tokenizer.model_type in ("bpe", "unigram"), f"tokenizer.model_type: bpe or unigram, got '{cfg.tokenizer.model_type}'")
         check(cfg.tokenizer.vocab_size >= 300, f"tokenizer.vocab_size: at least 300 (256 byte pieces + specials), got {cfg.tokenizer.vocab_size}")
         check(0 < cfg.tokenizer.character_coverage <= 1, "tokenizer.character_coverage: in (0, 1]")
+        check(0 <= cfg.tokenizer.heldout_fraction < 1, f"tokenizer.heldout_fraction: in [0, 1), got {cfg.tokenizer.heldout_fraction}")
+        check(cfg.tokenizer.sample_chars > 0, f"tokenizer.sample_chars: must be > 0, got {cfg.tokenizer.sample_chars}")
+        try:
+            from data_prep.tokenizer.specials import user_defined
+            user_defined(list(cfg.tokenizer.user_defined_symbols))
+        except ValueError as e:
+            errors.append(str(e))
+        for key in ("extend_from", "baseline"):  # local folders only: nothing is fetched from a hub
+            folder = cfg.tokenizer[key]
+            check(folder is None or (Path(folder) / "tokenizer.json").is_file(),
+                  f"tokenizer.{key}: {folder} is not a local tokenizer folder (no tokenizer.json)")
     if "shards" in stages:
         check(0 <= cfg.shards.validation_fraction < 1, "shards.validation_fraction: in [0, 1)")
 
