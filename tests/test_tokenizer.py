@@ -167,8 +167,8 @@ def test_chat_template_renders_and_masks_assistant_tokens(auto):
     chat = [{"role": "system", "content": "공손하게 답하라."}, {"role": "user", "content": "주민등록등본은?"},
             {"role": "assistant", "content": "정부24에서 발급합니다."}]
     text = auto.apply_chat_template(chat, tokenize=False)
-    assert text == ("<s><|system|>\n공손하게 답하라.</s>\n<|user|>\n주민등록등본은?</s>\n"
-                    "<|assistant|>\n정부24에서 발급합니다.</s>\n")
+    assert text == ("<s><|system|>공손하게 답하라.</s>\n<|user|>주민등록등본은?</s>\n"
+                    "<|assistant|>정부24에서 발급합니다.</s>\n")
     out = auto.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     ids, mask = out["input_ids"], out["assistant_masks"]
     assert [ids[i] for i in range(len(ids)) if mask[i]][-1] == S.EOS_ID  # the answer's eos is trained on
@@ -202,11 +202,11 @@ def test_loads_next_to_a_llama_config_and_survives_save_pretrained(tok_dir, auto
 
 def test_custom_chat_template_and_determinism(run_dir, tmp_path):
     custom = "{%- for m in messages -%}{{ m['content'] }}{%- generation -%}{{ eos_token }}{%- endgeneration -%}{%- endfor -%}"
-    kw = dict(model_type="bpe", vocab_size=1000, character_coverage=0.999, input_sentence_size=300,  # sampled
-              max_sentence_length=16384, split_digits=True, num_threads=2, seed=7)
+    kw = dict(model_type="bpe", vocab_size=1000, character_coverage=0.999, input_sentence_size=150,  # sampled
+              max_sentence_length=300, split_digits=True, num_threads=2, seed=7)
     a = build(run_dir / "data" / "clean", tmp_path / "a", chat_template=custom, **kw)
     b = build(run_dir / "data" / "clean", tmp_path / "b", chat_template=custom, **kw)
-    assert a["training_sentences"] == 300 < a["training_sentences_fed"]
+    assert a["training_sentences"] == 150 < a["training_sentences_fed"]
     for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert json.loads((tmp_path / "a" / "tokenizer_config.json").read_text())["chat_template"] == custom
@@ -308,10 +308,10 @@ def test_user_defined_symbols_stay_whole(run_dir, tmp_path):
               user_defined_symbols=("제1조", "[법령]"))
     fast = Tokenizer.from_file(str(tmp_path / "u" / "tokenizer.json"))
     sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "u" / "tokenizer.model"))
-    assert fast.token_to_id("제1조") == sp.piece_to_id("제1조") == 9 and sp.piece_to_id("[법령]") == 10
+    assert fast.token_to_id("제1조") == sp.piece_to_id("제1조") == 7 and sp.piece_to_id("[법령]") == 8
     text = "[법령] 헌법 제1조 ① 대한민국은 민주공화국이다."
     ids = fast.encode(text, add_special_tokens=False).ids
-    assert ids == sp.encode(text) and 9 in ids and 10 in ids and fast.decode(ids) == text
+    assert ids == sp.encode(text) and 7 in ids and 8 in ids and fast.decode(ids) == text
     assert m["roundtrip_ok"] and m["fast_matches_spm"]
     with pytest.raises(ValueError, match="tokenizer.user_defined_symbols"):
         build(run_dir / "data" / "clean", tmp_path / "bad", vocab_size=1000, user_defined_symbols=("<s>",))

@@ -2,16 +2,17 @@ r"""The project's chat format, and a torch-free renderer to check a template bef
 
 A conversation renders as
 
-    <s><|system|>\n{content}</s>\n<|user|>\n{content}</s>\n<|assistant|>\n{content}</s>\n
+    <s><|system|>{content}</s>\n<|user|>{content}</s>\n<|assistant|>{content}</s>\n
 
 - `<s>` once at the start, as every pretraining document starts with `<s>` (see data_prep.shards).
 - Every turn ends with `</s>`, so generation stops at eos. The "\n" after it is a separator
   the model never has to produce: generation stops before it.
 - `{% generation %}` wraps the assistant content and its `</s>`: TRL's assistant_only_loss
   trains on exactly those tokens (apply_chat_template(..., return_assistant_tokens_mask=True)).
-- add_generation_prompt appends "<|assistant|>\n". Since "\n" and the markers are whole
-  tokens, the tokens of a prompt are a prefix of the tokens of prompt + answer, which TRL needs
-  to find where the completion starts.
+- add_generation_prompt appends "<|assistant|>". The content follows a marker directly:
+  markers are whole tokens but "\n" merges into pieces ("\n가"), so a "\n" after the marker
+  would make the prompt's tokens differ from the start of prompt + answer, which TRL needs
+  as a prefix to find where the completion starts.
 - Only the roles system, user and assistant exist (each has one marker token); others raise.
 Whitespace: every tag trims with `-`, so the template's own layout never leaks into the text,
 whatever trim_blocks/lstrip_blocks the renderer sets (transformers sets both).
@@ -33,7 +34,7 @@ DEFAULT_CHAT_TEMPLATE = r"""{{- bos_token -}}
   {%- if message['role'] not in ['system', 'user', 'assistant'] -%}
     {{- raise_exception("chat template: role must be system, user or assistant, got '" ~ message['role'] ~ "'") -}}
   {%- endif -%}
-  {{- '<|' ~ message['role'] ~ '|>\n' -}}
+  {{- '<|' ~ message['role'] ~ '|>' -}}
   {%- if message['role'] == 'assistant' -%}
     {%- generation -%}{{- message['content'] ~ eos_token -}}{%- endgeneration -%}
   {%- else -%}
@@ -42,7 +43,7 @@ DEFAULT_CHAT_TEMPLATE = r"""{{- bos_token -}}
   {{- '\n' -}}
 {%- endfor -%}
 {%- if add_generation_prompt -%}
-  {{- '<|assistant|>\n' -}}
+  {{- '<|assistant|>' -}}
 {%- endif -%}"""
 
 SAMPLE_CHAT = [

@@ -6,7 +6,7 @@ The fast tokenizer reproduces sentencepiece's ids exactly for text that contains
 literal "<s>", "</s>", "<unk>" or "<pad>" (sentencepiece reads those as plain text, the fast
 tokenizer as special tokens, which the chat template relies on):
   - normalizer: " " -> "▁" only (sentencepiece's identity rule + whitespace escaping)
-  - no pre-tokenizer: sentencepiece's BPE runs over the whole line, not word by word
+  - no pre-tokenizer: sentencepiece's BPE runs over the whole text, not word by word
   - BPE: sentencepiece merges any adjacent pair whose concatenation is a piece, best score
     first; so every split of every piece into two pieces is a merge, ranked by the score of
     the piece it makes (equal-score ties are broken by position in sentencepiece, by list
@@ -77,7 +77,7 @@ def build_fast_tokenizer(model_file: Path, model_type: str, extra_symbols: tuple
     tok.decoder = decoders.Sequence([decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()])
     # Added tokens are matched on the raw text (normalized=False) and keep their spm ids.
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in S.SPECIAL_TOKENS])
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in S.WHITESPACE_SYMBOLS + tuple(extra_symbols)])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in extra_symbols])
     # add_special_tokens=True prepends <s> (as every pretraining document starts); no eos.
     tok.post_processor = processors.TemplateProcessing(
         single=f"{S.BOS} $A", pair=f"{S.BOS} $A {S.BOS} $B", special_tokens=[(S.BOS, S.BOS_ID)])

@@ -7,7 +7,12 @@ sentencepiece uses for the space). That takes, beyond the defaults:
   - remove_extra_whitespaces=False: leading, trailing and repeated spaces kept
   - allow_whitespace_only_pieces=True: runs of spaces (indentation in laws and bills) become pieces
   - byte_fallback=True: characters outside the vocabulary become UTF-8 byte pieces, never <unk>
-  - "\n" and "\t" as user-defined pieces, since training sees one line per sentence
+and, for characters per token:
+  - training "sentences" are whole documents (cut at a newline when longer than
+    max_sentence_length), so newlines merge into pieces ("다.\n") instead of costing a token each
+  - split_by_unicode_script=False: Hangul and punctuation merge ("다.", "「", "」에")
+Together they take our lossless tokenizer past sentencepiece's lossy defaults in characters per
+token, even with split_digits (scripts/bench_tokenizer.py).
 """
 
 from __future__ import annotations
@@ -30,31 +35,32 @@ class TokenizerTrainError(RuntimeError):
 
 @dataclass
 class TrainStats:
-    sentences_fed: int  # lines given to sentencepiece (documents split at newlines, long lines cut)
+    sentences_fed: int  # "sentences" given to sentencepiece: documents, long ones cut
     sentences_used: int  # after sentencepiece's sampling down to input_sentence_size
     chars_fed: int
     train_seconds: float
 
 
-def split_long(line: str, max_bytes: int) -> Iterator[str]:
-    """Cut a line into pieces of at most max_bytes UTF-8 bytes, at a space when one is near.
+def split_long(text: str, max_bytes: int) -> Iterator[str]:
+    """Cut a text into pieces of at most max_bytes UTF-8 bytes, at a newline or else a space when one is near.
 
-    sentencepiece silently skips longer lines; cutting keeps their text in training.
+    sentencepiece silently skips longer sentences; cutting keeps their text in training.
     """
-    if len(line.encode("utf-8")) <= max_bytes:
-        yield line
+    if len(text.encode("utf-8")) <= max_bytes:
+        yield text
         return
-    while line:
-        chunk = line.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore") or line[0]  # whole characters
-        if len(chunk) < len(line):
-            space = chunk.rfind(" ", len(chunk) // 2)
-            if space > 0:
-                chunk = chunk[:space]  # the space starts the next piece, as sentencepiece expects (▁word)
+    while text:
+        chunk = text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore") or text[0]  # whole characters
+        if len(chunk) < len(text):
+            cut = chunk.rfind("\n", len(chunk) // 2) + 1 or chunk.rfind(" ", len(chunk) // 2)
+            if cut > 0:
+                chunk = chunk[:cut]  # a space starts the next piece, as sentencepiece expects (▁word)
         yield chunk
-        line = line[len(chunk):]
+        text = text[len(chunk):]
 
 
 def lines(texts: Iterable[str]) -> Iterator[str]:
+    """Non-blank lines: how sentencepiece's own tools read a corpus (scripts/bench_tokenizer.py's baseline)."""
     for text in texts:
         for line in text.split("\n"):
             if line.strip():
@@ -62,12 +68,13 @@ def lines(texts: Iterable[str]) -> Iterator[str]:
 
 
 def sentences(texts: Iterable[str], max_bytes: int, morpheme_aware: bool = False, num_threads: int = 2) -> Iterator[str]:
-    """Training lines: documents split at newlines, morpheme boundaries marked if asked, long lines cut."""
-    out = lines(texts)
+    """Training "sentences": non-blank documents with their newlines, morpheme boundaries marked if asked,
+    long ones cut."""
+    out = (t for t in texts if t.strip())
     if morpheme_aware:
         out = morphemes.segment(out, num_threads)
-    for line in out:
-        yield from split_long(line, max_bytes)
+    for text in out:
+        yield from split_long(text, max_bytes)
 
 
 class _Counter:
@@ -112,7 +119,7 @@ def train_sentencepiece(texts: Iterable[str], model_path: Path, *, model_type: s
             input_sentence_size=input_sentence_size, shuffle_input_sentence=True,
             max_sentence_length=max_sentence_length, split_digits=split_digits, num_threads=num_threads,
             byte_fallback=True, normalization_rule_name="identity", add_dummy_prefix=False,
-            remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
+            remove_extra_whitespaces=False, allow_whitespace_only_pieces=True, split_by_unicode_script=False,
             unk_id=S.UNK_ID, bos_id=S.BOS_ID, eos_id=S.EOS_ID, pad_id=S.PAD_ID,
             unk_piece=S.UNK, bos_piece=S.BOS, eos_piece=S.EOS, pad_piece=S.PAD,
             user_defined_symbols=list(symbols), hard_vocab_limit=True,
@@ -125,7 +132,7 @@ def train_sentencepiece(texts: Iterable[str], model_path: Path, *, model_type: s
             raise TokenizerTrainError("no training text: every document is empty or whitespace") from None
         raise TokenizerTrainError(
             f"sentencepiece training failed with tokenizer.vocab_size={vocab_size}, "
-            f"tokenizer.character_coverage={character_coverage} on {counter.n} lines: {e}") from e
+            f"tokenizer.character_coverage={character_coverage} on {counter.n} sentences: {e}") from e
     seconds = time.time() - t0
     model_path = Path(model_path)
     model_path.parent.mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,8 @@ def validate(cfg: DictConfig) -> None:
         check(cfg.tokenizer.vocab_size >= 300, f"tokenizer.vocab_size: at least 300 (256 byte pieces + specials), got {cfg.tokenizer.vocab_size}")
         check(0 < cfg.tokenizer.character_coverage <= 1, "tokenizer.character_coverage: in (0, 1]")
         check(0 <= cfg.tokenizer.heldout_fraction < 1, f"tokenizer.heldout_fraction: in [0, 1), got {cfg.tokenizer.heldout_fraction}")
+        n = cfg.tokenizer.input_sentence_size
+        check(n == 0 or n > 100, f"tokenizer.input_sentence_size: 0 (all) or more than 100 (sentencepiece's minimum), got {n}")
         check(cfg.tokenizer.sample_chars > 0, f"tokenizer.sample_chars: must be > 0, got {cfg.tokenizer.sample_chars}")
         try:
             from data_prep.tokenizer.specials import user_defined
