@@ -28,6 +28,7 @@ log = logging.getLogger("kgov_train")
 FILES = ["tokenizer.model", "tokenizer.json", "tokenizer_config.json"]
 EXTENDED_FILES = ["tokenizer.json", "tokenizer_config.json", "extension.json"]
 EVAL_CHARS = 5_000_000  # fallback scoring sample when no document is held out (tiny corpora)
+EXTEND_SAMPLE_WARN = 50_000_000
 
 
 class TokenizerCheckError(RuntimeError):
@@ -66,7 +67,7 @@ def build_tokenizer(clean_dir: Path, out_dir: Path, settings: BuildSettings,
     out_dir.mkdir(parents=True, exist_ok=True)
     template = s.chat_template or CT.DEFAULT_CHAT_TEMPLATE
     chat = CT.check(template)  # a broken template fails here, before training
-    if not chat["has_generation"]:
+    if not chat["has_generation"] and not s.extend_from:
         log.warning("tokenizer.chat_template has no %s block: sft.assistant_only_loss=true will fail", "{% generation %}")
     baseline = RPT.load_tokenizer_json(s.baseline) if s.baseline else None  # a bad path fails before training
 
@@ -123,8 +124,10 @@ def build_tokenizer(clean_dir: Path, out_dir: Path, settings: BuildSettings,
     for name in candidates:
         if name != "ours":
             metrics[f"{name}_heldout_chars_per_token"] = evaluation[name]["all"]["chars_per_token"]
-    chat_ok = _chat_metrics(out_dir, chat)
-    metrics.update(chat_ok, chat_template="default" if s.chat_template is None else "custom")
+    if s.extend_from:  # the base's own chat template (if any) stays: our role markers are not in its vocabulary
+        metrics["chat_template"] = "base's"
+    else:
+        metrics.update(_chat_metrics(out_dir, chat), chat_template="default" if s.chat_template is None else "custom")
     return names, metrics
 
 
@@ -156,10 +159,17 @@ def _train(s: BuildSettings, texts, out_dir: Path, template: str) -> tuple[list[
 def _extend(s: BuildSettings, texts, out_dir: Path, template: str) -> tuple[list[str], dict]:
     from data_prep.tokenizer.extend import extend_tokenizer
 
-    for stale in FILES:  # a trained model from an earlier run would contradict the extended tokenizer.json
+    for stale in FILES:  # files of an earlier trained run would contradict the extended tokenizer.json
         (out_dir / stale).unlink(missing_ok=True)
+    if s.sample_chars > EXTEND_SAMPLE_WARN:
+        log.warning("tokenizer.extend_from learns in Python from a sample held in memory (~10 s per MB): "
+                    "tokenizer.sample_chars=%d may take long; %d is plenty for Korean pieces",
+                    s.sample_chars, EXTEND_SAMPLE_WARN)
     metrics = extend_tokenizer(Path(s.extend_from), texts, out_dir, target_vocab_size=s.vocab_size, seed=s.seed)
-    metrics.setdefault("model_type", "extended")
+    if not metrics["target_reached"]:
+        log.warning("tokenizer: extended to %d of tokenizer.vocab_size=%d (%s)", metrics["vocab_size"],
+                    s.vocab_size, metrics["stop_reason"])
+    metrics["model_type"] = f"extended {metrics['kind']}"
     return list(EXTENDED_FILES), metrics
 
 

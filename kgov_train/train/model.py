@@ -44,8 +44,40 @@ def llama_config(cfg: DictConfig, tokenizer):
     )
 
 
-def build_pretrain_model(cfg: DictConfig, tokenizer) -> tuple[Any, dict[str, Any]]:
-    """(model, facts for the metrics). Call after the TrainingArguments exist (ZeRO-3 zero.Init) and after seeding."""
+def init_extension_rows(model, extension: dict, extension_file: Path, old_rows: int) -> int:
+    """Set each embedding row a tokenizer extension added (extension.json, data_prep.tokenizer.extend) to the
+    mean of the base rows of the pieces it joins (input embeddings, and the output head when not tied): the
+    new token starts out as what the base model read for that text. Rows without base_ids keep their init.
+    Returns the number of rows set. Call before DeepSpeed wraps the model."""
+    import contextlib
+
+    import torch
+
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    weights = [emb] + ([head.weight] if head is not None and head.weight is not emb else [])
+    rows = int(emb.ds_shape[0]) if hasattr(emb, "ds_shape") else int(emb.shape[0])  # ZeRO-3: partitioned shape
+    todo = [(int(a["id"]), [int(i) for i in a["base_ids"]]) for a in extension["added"] if a["base_ids"]]
+    bad = [i for i, base in todo if not old_rows <= i < rows or not all(0 <= j < old_rows for j in base)]
+    if bad:
+        raise ModelInitError(f"{extension_file}: added ids {bad[:5]} are not new rows in [{old_rows}, {rows}) "
+                             f"or have base_ids outside the checkpoint's {old_rows} rows")
+    gather = contextlib.nullcontext()
+    if any(hasattr(w, "ds_id") for w in weights):  # zero.Init-partitioned: gathered; rank 0's values are kept
+        import deepspeed
+
+        gather = deepspeed.zero.GatheredParameters(weights, modifier_rank=0)
+    with gather, torch.no_grad():
+        for w in weights:
+            for i, base in todo:
+                w[i] = w[base].float().mean(dim=0).to(w.dtype)
+    return len(todo)
+
+
+def build_pretrain_model(cfg: DictConfig, tokenizer, tokenizer_dir: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """(model, facts for the metrics). Call after the TrainingArguments exist (ZeRO-3 zero.Init) and after seeding.
+
+    tokenizer_dir: the tokenizer's folder; an extension.json there sets the new embedding rows (init_from)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -53,12 +85,21 @@ def build_pretrain_model(cfg: DictConfig, tokenizer) -> tuple[Any, dict[str, Any
 
     m = cfg.model
     if m.init_from:
+        import json
+
         src = Path(m.init_from)
         if not (src / "config.json").is_file():
             raise ModelInitError(f"model.init_from: {src} is not a local Hugging Face model folder (no config.json)")
         model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, attn_implementation=m.attn_implementation)
         have, need = int(model.config.vocab_size), len(tokenizer)
         info: dict[str, Any] = {"init_from": str(src), "init_vocab_size": have}
+        ext_file = Path(tokenizer_dir) / "extension.json" if tokenizer_dir is not None else None
+        extension = json.loads(ext_file.read_text(encoding="utf-8")) if ext_file and ext_file.is_file() else None
+        if extension is not None and int(extension["base_vocab_size"]) != have:
+            raise ModelInitError(
+                f"{ext_file} extends a tokenizer of {extension['base_vocab_size']} ids but {src / 'config.json'} "
+                f"has vocab_size {have}: the tokenizer was extended from another model's tokenizer"
+            )
         if have < need:
             if not m.resize_embeddings:
                 raise ModelInitError(
@@ -69,6 +110,10 @@ def build_pretrain_model(cfg: DictConfig, tokenizer) -> tuple[Any, dict[str, Any
             model.resize_token_embeddings(need, mean_resizing=True)
             info["resized_embeddings_to"] = need
             log.info("pretrain: embeddings of %s grown from %d to %d rows (mean init)", src, have, need)
+        if extension is not None:
+            n = init_extension_rows(model, extension, ext_file, have)
+            info.update({"embedding_init": "extension_mean_of_base_pieces", "embedding_rows_initialised": n})
+            log.info("pretrain: %d new embedding rows set to the mean of their base pieces (%s)", n, ext_file)
     else:
         config = llama_config(cfg, tokenizer)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation=m.attn_implementation)
