@@ -4,10 +4,12 @@
     check_tokenizer(shards_dir, tokenizer_dir)        # refuse shards cut with another tokenizer
     arrays = open_split(shards_dir, "train")          # list of 1-D np.memmap of token ids
     ends = document_ends(shards_dir, "train")         # per file: int64 cumulative document ends
+    meta = document_meta(shards_dir, "train")         # per file: source number and id hash per document
     for tokens in iter_documents(shards_dir, "validation"): ...   # <s> ... </s> per document
+    mixture = open_mixture(shards_dir, "train")       # (schedule, ends) for data_prep.shards.stream, or None
 
-Every open checks the file against index.json (size = tokens * itemsize), so a truncated
-or replaced file fails with its path instead of yielding garbage tokens.
+Every open checks the file against index.json (size = tokens * itemsize, document counts), so a
+truncated or replaced file fails with its path instead of yielding garbage tokens.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from typing import Iterator
 
 import numpy as np
 
-from data_prep.shards.write import FORMAT, SPLITS, sha256_file
+from data_prep.shards.encode import META
+from data_prep.shards.write import FORMAT, INDEX, SPLITS, sha256_file
 
-INDEX = "index.json"
 _DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 
 
@@ -37,10 +39,12 @@ def load_index(shards_dir: Path) -> dict:
     except json.JSONDecodeError as e:
         raise ShardsError(f"{path}: not valid JSON ({e})") from None
     if index.get("format") != FORMAT:
-        raise ShardsError(f"{path}: key 'format' is {index.get('format')!r}, this reader knows {FORMAT!r}")
+        raise ShardsError(f"{path}: key 'format' is {index.get('format')!r}, this reader knows {FORMAT!r}; "
+                          "rerun the shards stage (force=true)")
     if index.get("dtype") not in _DTYPES:
         raise ShardsError(f"{path}: key 'dtype' is {index.get('dtype')!r}, expected one of {sorted(_DTYPES)}")
-    for key in ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id", "tokenizer_sha256", "splits"):
+    for key in ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id", "tokenizer_sha256", "sources", "splits",
+                "mixture"):
         if key not in index:
             raise ShardsError(f"{path}: key '{key}' missing")
     return index
@@ -66,6 +70,13 @@ def _split_files(index: dict, shards_dir: Path, split: str, kind: str):
         yield entry, path
 
 
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise ShardsError(f"{path}: not a readable .npy file ({e}); truncated or from another run") from None
+
+
 def open_split(shards_dir: Path, split: str) -> list[np.memmap]:
     """One read-only memmap per file of the split, in order; [] for an empty split."""
     shards_dir = Path(shards_dir)
@@ -84,17 +95,52 @@ def open_split(shards_dir: Path, split: str) -> list[np.memmap]:
 
 
 def document_ends(shards_dir: Path, split: str) -> list[np.ndarray]:
-    """Per file of the split: int64 end offset of each document (document i is [ends[i-1], ends[i]))."""
+    """Per file of the split: int64 end offset of each document (document i is [ends[i-1], ends[i])), memory-mapped."""
     shards_dir = Path(shards_dir)
     index = load_index(shards_dir)
     out = []
     for entry, path in _split_files(index, shards_dir, split, "index"):
-        ends = np.load(path)
-        if len(ends) != entry["documents"] or (len(ends) and ends[-1] != entry["tokens"]):
+        ends = _load_npy(path)
+        if ends.ndim != 1 or len(ends) != entry["documents"] or (len(ends) and ends[-1] != entry["tokens"]):
             raise ShardsError(f"{path}: {len(ends)} documents ending at {ends[-1] if len(ends) else 0}, but "
                               f"{shards_dir / INDEX} says {entry['documents']} documents, {entry['tokens']} tokens")
         out.append(ends)
     return out
+
+
+def document_meta(shards_dir: Path, split: str) -> list[np.ndarray]:
+    """Per file of the split: source number (index.json "sources") and sha256(id)[:8] of each document."""
+    shards_dir = Path(shards_dir)
+    index = load_index(shards_dir)
+    out = []
+    for entry, path in _split_files(index, shards_dir, split, "docs"):
+        meta = _load_npy(path)
+        if meta.dtype != META or len(meta) != entry["documents"]:
+            raise ShardsError(f"{path}: {len(meta)} records of {meta.dtype}, but {shards_dir / INDEX} says "
+                              f"{entry['documents']} documents (expected dtype {META})")
+        out.append(meta)
+    return out
+
+
+def open_mixture(shards_dir: Path, split: str) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """(schedule, document ends per file) when the split is read through a mixture schedule, else None.
+
+    The schedule (data_prep.shards.mixture) is memory-mapped: (global document numbers, cumulative ends)."""
+    shards_dir = Path(shards_dir)
+    index = load_index(shards_dir)
+    mix = index["mixture"] or {}
+    if split != "train" or not mix.get("schedule"):
+        return None
+    path = shards_dir / mix["schedule"]
+    if not path.is_file():
+        raise ShardsError(f"{path}: named by key 'mixture.schedule' of {shards_dir / INDEX} but missing")
+    sched = _load_npy(path)
+    ends = document_ends(shards_dir, split)
+    if sched.shape != (2, mix["documents"]) or (sched.shape[1] and sched[1, -1] != mix["tokens"]):
+        raise ShardsError(f"{path}: shape {sched.shape}, but key 'mixture' of {shards_dir / INDEX} says "
+                          f"{mix['documents']} scheduled documents of {mix['tokens']} tokens; the file is truncated or "
+                          f"from another run")
+    return sched, ends
 
 
 def iter_documents(shards_dir: Path, split: str) -> Iterator[np.ndarray]:

@@ -67,8 +67,8 @@ class TokenizerConfig:
     model_type: str = "bpe"  # bpe | unigram
     vocab_size: int = 32000  # with extend_from: the extended tokenizer's total size
     character_coverage: float = 0.9995
-    input_sentence_size: int = 2_000_000  # sentences sampled for training
-    max_sentence_length: int = 16384  # bytes; longer lines are split, not dropped
+    input_sentence_size: int = 2_000_000  # at most this many training "sentences" (documents), sentencepiece samples
+    max_sentence_length: int = 16384  # bytes; longer documents are cut (at a newline), not dropped
     split_digits: bool = True
     user_defined_symbols: List[str] = field(default_factory=list)  # extra pieces never split (e.g. "제", "조")
     # Training sample: about this many characters of data/clean, shared between sources by their
@@ -85,10 +85,12 @@ class TokenizerConfig:
 
 @dataclass
 class ShardsConfig:
-    validation_fraction: float = 0.05  # of documents, chosen by hash of id
-    min_validation_docs: int = 1
+    validation_fraction: float = 0.05  # of each source's documents, chosen by hash of id
+    min_validation_docs: int = 1  # per source
     max_tokens_per_file: int = 100_000_000
-    batch_size: int = 256  # documents encoded per call
+    batch_size: int = 256  # documents per batch handed to a worker
+    workers: int = 2  # tokenizer processes (1: in the stage's own process)
+    seed: int = 0  # order of the train mixture schedule (data.sources[].weight as token shares)
 
 
 @dataclass

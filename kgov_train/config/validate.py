@@ -113,6 +113,7 @@ def validate(cfg: DictConfig) -> None:
                   f"tokenizer.{key}: {folder} is not a local tokenizer folder (no tokenizer.json)")
     if "shards" in stages:
         check(0 <= cfg.shards.validation_fraction < 1, "shards.validation_fraction: in [0, 1)")
+        check(cfg.shards.workers >= 1, f"shards.workers: must be >= 1, got {cfg.shards.workers}")
 
     for name in ("pretrain", "sft", "dpo"):
         if name not in stages:

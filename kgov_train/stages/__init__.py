@@ -60,8 +60,9 @@ STAGES: dict[str, Stage] = {
     s.name: s
     for s in [
         Stage("data", (), ("data",), False, "kgov_train.stages.data"),
-        Stage("tokenizer", ("data",), ("tokenizer",), False, "kgov_train.stages.tokenizer"),
-        Stage("shards", ("data", "tokenizer"), ("shards",), False, "kgov_train.stages.shards"),
+        # data.sources: their weights shape the tokenizer's sample and the shards' mixture, not data/clean
+        Stage("tokenizer", ("data",), ("tokenizer", "data.sources", "seed"), False, "kgov_train.stages.tokenizer"),
+        Stage("shards", ("data", "tokenizer"), ("shards", "data.sources"), False, "kgov_train.stages.shards"),
         Stage("pretrain", ("tokenizer", "shards"), ("pretrain", "model") + _TRAIN_KEYS, True, "kgov_train.stages.pretrain"),
         Stage("sft", ("pretrain",), ("sft",) + _TRAIN_KEYS, True, "kgov_train.stages.sft"),
         Stage("dpo", ("sft",), ("dpo",) + _TRAIN_KEYS, True, "kgov_train.stages.dpo"),

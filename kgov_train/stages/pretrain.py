@@ -41,7 +41,7 @@ def run(ctx: StageContext) -> StageResult:
 
     set_seed(cfg.seed)
     args = TrainingArguments(**common.training_kwargs(cfg, "pretrain", ctx.stage_dir, count_tokens="all"))
-    model, model_info = build_pretrain_model(cfg, tokenizer)
+    model, model_info = build_pretrain_model(cfg, tokenizer, tok_dir)
     parameters = common.count_parameters(model)
     if ctx.is_main:
         log.info("pretrain: %s parameters, vocab %d (tokenizer %d), %d train sequences of %d tokens, world size %d",

@@ -1,17 +1,48 @@
-"""shards stage: data/clean tokenised with tokenizer/tokenizer.json -> <run_dir>/shards/ (see data_prep.shards)."""
+"""shards stage: data/clean tokenised with tokenizer/tokenizer.json -> <run_dir>/shards/ (see data_prep.shards).
+
+The train mixture takes each source's weight from the data stage's manifest (metrics.sources.<name>.weight, the
+recipe's data.sources[].weight) as its target share of train tokens.
+"""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+from kgov_train.manifest import MANIFEST, Manifest
 from kgov_train.stages import StageContext, StageResult
+
+log = logging.getLogger("kgov_train")
+
+
+def source_weights(data_dir: Path) -> dict[str, float] | None:
+    """{source: weight} from the data stage's manifest; None when it records no sources (no mixing)."""
+    m = Manifest.load(data_dir)
+    sources = (m.metrics if m else {}).get("sources") or {}
+    weights = {}
+    for name, entry in sources.items():
+        if not isinstance(entry, dict) or "weight" not in entry:
+            raise ValueError(f"{data_dir / MANIFEST}: key 'metrics.sources.{name}.weight' missing; "
+                             "rerun the data stage")
+        weights[name] = float(entry["weight"])
+    return weights or None
 
 
 def run(ctx: StageContext) -> StageResult:
-    from data_prep.shards.write import output_files, write_shards
+    from data_prep.shards.write import MixtureError, output_files, write_shards
 
     s = ctx.cfg.shards
-    metrics = write_shards(
-        ctx.upstream["data"] / "clean", ctx.upstream["tokenizer"], ctx.stage_dir,
-        validation_fraction=s.validation_fraction, min_validation_docs=s.min_validation_docs,
-        max_tokens_per_file=s.max_tokens_per_file, batch_size=s.batch_size,
-    )
+    data_dir = ctx.upstream["data"]
+    weights = source_weights(data_dir)
+    if weights is None:
+        log.warning("shards: %s records no per-source weights; the train split is not mixed", data_dir / MANIFEST)
+    try:
+        metrics = write_shards(
+            data_dir / "clean", ctx.upstream["tokenizer"], ctx.stage_dir,
+            validation_fraction=s.validation_fraction, min_validation_docs=s.min_validation_docs,
+            max_tokens_per_file=s.max_tokens_per_file, batch_size=s.batch_size, workers=s.workers,
+            weights=weights, seed=s.seed,
+        )
+    except MixtureError as e:
+        raise MixtureError(f"{e} (weights from {data_dir / MANIFEST}, key 'metrics.sources')") from None
     return StageResult(outputs=output_files(ctx.stage_dir), metrics=metrics)

@@ -58,28 +58,37 @@ def check_shards(shards_dir: Path, tokenizer_dir: Path, tokenizer) -> dict[str, 
 
 
 class PackedTokens(torch.utils.data.Dataset):
-    """Item i is tokens [i*L, (i+1)*L) of the split's token stream, read from the memmaps on demand.
+    """Item i is tokens [i*L, (i+1)*L) of the split's token stream (data_prep.shards.stream), read on demand.
 
-    The shards hold each document as <s> ... </s>, back to back, so a window may span documents and files; the model
-    learns document boundaries from those tokens (no cross-document attention mask). The trailing partial window is
-    dropped. Nothing is loaded into RAM beyond one window; the memmaps are reopened after
-    pickling (dataloader workers).
+    The stream is the train documents in the mixture schedule's order when the shards have one (per-source weights;
+    `mixed=False` reads the files in corpus order instead), else the files back to back; validation is never mixed.
+    Documents are <s> ... </s> back to back, so a window may span documents and files; the model learns document
+    boundaries from those tokens (no cross-document attention mask). The trailing partial window is dropped. Nothing
+    is loaded into RAM beyond one window (and the schedule's memory map); the memmaps are reopened after pickling
+    (dataloader workers).
+
+    The HF Trainer shards and shuffles items with its own sampler. `sampler(rank, world_size, seed, start_sample)`
+    is the resumable alternative: the items an uninterrupted run reads from global sample `start_sample` on.
     """
 
-    def __init__(self, shards_dir: Path, split: str, seq_len: int, max_items: int | None = None):
-        self.shards_dir, self.split, self.seq_len = Path(shards_dir), split, int(seq_len)
+    def __init__(self, shards_dir: Path, split: str, seq_len: int, max_items: int | None = None, mixed: bool = True):
+        self.shards_dir, self.split, self.seq_len, self.mixed = Path(shards_dir), split, int(seq_len), mixed
         self._open()
-        self.total_tokens = int(self._ends[-1]) if len(self._ends) else 0
+        self.total_tokens = self._stream.total_tokens
         n = self.total_tokens // self.seq_len
         self.length = n if max_items is None else min(n, int(max_items))
 
     def _open(self) -> None:
-        self._arrays = [a for a in _shards_reader().open_split(self.shards_dir, self.split) if len(a)]
-        self._ends = np.cumsum([len(a) for a in self._arrays], dtype=np.int64)
+        from data_prep.shards.stream import TokenStream
+
+        reader = _shards_reader()
+        open_mixture = getattr(reader, "open_mixture", None)  # stand-ins in tests offer open_split only
+        mixture = open_mixture(self.shards_dir, self.split) if self.mixed and open_mixture else None
+        self._stream = TokenStream(reader.open_split(self.shards_dir, self.split), mixture)
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.pop("_arrays", None)
+        state.pop("_stream", None)
         return state
 
     def __setstate__(self, state):
@@ -90,24 +99,37 @@ class PackedTokens(torch.utils.data.Dataset):
         return self.length
 
     def window(self, start: int, length: int) -> np.ndarray:
-        out = np.empty(length, dtype=np.int64)
-        filled = 0
-        f = int(np.searchsorted(self._ends, start, side="right"))
-        while filled < length:
-            base = int(self._ends[f - 1]) if f else 0
-            a = self._arrays[f]
-            lo = start + filled - base
-            take = min(length - filled, len(a) - lo)
-            out[filled:filled + take] = a[lo:lo + take]
-            filled += take
-            f += 1
-        return out
+        return self._stream.window(start, length)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not 0 <= i < self.length:
             raise IndexError(i)
         ids = torch.from_numpy(self.window(i * self.seq_len, self.seq_len))
         return {"input_ids": ids, "labels": ids.clone()}
+
+    def sampler(self, rank: int = 0, world_size: int = 1, seed: int | None = None, start_sample: int = 0,
+                epochs: int = 1) -> "ResumableSampler":
+        return ResumableSampler(self.length, rank, world_size, seed, start_sample, epochs)
+
+
+class ResumableSampler(torch.utils.data.Sampler):
+    """Item numbers for one rank (data_prep.shards.stream.sample_indices): global sample g goes to rank
+    g % world_size, each epoch in a seeded order; start_sample = global samples already consumed by all ranks."""
+
+    def __init__(self, num_items: int, rank: int = 0, world_size: int = 1, seed: int | None = None,
+                 start_sample: int = 0, epochs: int = 1):
+        self.kwargs = dict(rank=rank, world_size=world_size, start_sample=start_sample, epochs=epochs)
+        self.num_items, self.seed = num_items, seed
+
+    def __iter__(self):
+        from data_prep.shards.stream import sample_indices
+
+        return sample_indices(self.num_items, seed=self.seed, **self.kwargs)
+
+    def __len__(self) -> int:
+        from data_prep.shards.stream import count_samples
+
+        return count_samples(self.num_items, **self.kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
