@@ -15,7 +15,9 @@ Prints, on the held-out split (2% of documents by id hash, never trained on):
       kiwipiepy BPE              kiwipiepy.bpe_trainer.train_bpe_tokenizer at the same vocab size
       English-centric baseline   a GPT-2-style byte-level BPE trained here on English text (Python's own
                                  documentation, pydoc), the kind of tokenizer an English model ships
-  - round-trip exactness of ours through transformers' AutoTokenizer (target 100%).
+  - round-trip exactness of ours through transformers' AutoTokenizer (target 100%);
+  - pre-tokenisation throughput with ours: scripts/bench_shards.py --tokenizer <out>/ours (the shards
+    writer vs tokenizers' encode_batch on 2 cores; target >= 0.8x), unless --skip-shards.
 Targets: ours no worse than sentencepiece defaults in characters per token, while lossless.
 
 The corpus (seeded, generated here from the repo's examples/data): government notices built from
@@ -193,6 +195,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_tokenizer"))
     ap.add_argument("--skip-morpheme", action="store_true")
     ap.add_argument("--skip-kiwi", action="store_true")
+    ap.add_argument("--skip-shards", action="store_true")
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
 
@@ -269,6 +272,12 @@ def main() -> None:
     if "ours, morpheme-aware" in rows:
         c = rows["ours, morpheme-aware"]["chars_per_token"]
         print(f"morpheme-aware costs {1 - c / a:.1%} of characters per token")
+    if not args.skip_shards:
+        import subprocess
+
+        print("\npre-tokenisation with ours (scripts/bench_shards.py):")
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_shards.py"), "--tokenizer", str(args.out / "ours"),
+                        "--out", str(args.out / "shards"), "--repeat", "2"], check=True)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ class TrainStageConfig:
 @dataclass
 class PretrainConfig(TrainStageConfig):
     seq_len: int = 2048
+    tokens: Optional[int] = None  # training tokens of the run (planner; with global_batch_tokens it sets max_steps)
     learning_rate: float = 3e-4
     warmup_steps: int = 10
     eval_sequences: int = 64  # validation sequences of seq_len tokens scored after training (0: skip)
@@ -171,6 +172,7 @@ class ClusterConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16
     gpus_per_node: int = 0
     peak_tflops_per_device: float = 0.0  # dense bf16 peak, for MFU
+    memory_gb_per_device: float = 0.0  # accelerator memory, for `kgov-train plan`
     # Slurm: used by the sbatch templates and the submitter.
     partition: Optional[str] = None
     cpu_partition: Optional[str] = None
