@@ -78,7 +78,7 @@ def fingerprint(config: dict[str, Any], inputs: list[dict[str, Any]]) -> str:
 @dataclass
 class Manifest:
     stage: str
-    status: str = "running"  # running | complete | failed
+    status: str = "running"  # running | complete | failed | interrupted (preempted, spike rollback: rerun resumes)
     fingerprint: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)

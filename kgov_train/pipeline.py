@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from kgov_train.config.schema import CHAIN
 from kgov_train import launch
 from kgov_train.manifest import MANIFEST, Manifest, ManifestError, fingerprint, hash_entries, verify_outputs
+from kgov_train.train.interrupt import TrainingInterrupted
 from kgov_train.stages import STAGES, Stage, StageContext
 
 log = logging.getLogger("kgov_train")
@@ -106,6 +107,12 @@ def execute(plan: Plan, cfg: DictConfig, rank: int = 0, world_size: int = 1) -> 
     m = plan.manifest
     try:
         result = plan.stage.run(ctx)
+    except TrainingInterrupted as e:  # on purpose: no traceback, and the next run resumes
+        if rank == 0:
+            m.error = f"{e.reason}: {e}"
+            m.finish("interrupted", started)
+            m.save(plan.stage_dir)
+        raise
     except BaseException as e:
         if rank == 0:
             # The traceback is for developers; users get the one-line error and this file's path.
@@ -137,10 +144,7 @@ def run_chain(cfg: DictConfig, overrides: list[str]) -> list[Manifest]:
         log.info("%s: running -> %s", stage.name, plan.stage_dir)
         t0 = time.time()
         if stage.distributed:
-            rc = launch.torchrun_stage(cfg, stage.name, overrides, plan.manifest.fingerprint)
-            m = Manifest.load(plan.stage_dir)
-            if rc != 0 or m is None or m.status != "complete":
-                raise StageFailed(_failure(stage.name, plan.stage_dir, m, f"torchrun exited with status {rc}"))
+            m = _run_training_stage(cfg, stage, plan, overrides)
         else:
             try:
                 m = execute(plan, cfg)
@@ -190,6 +194,27 @@ def run_distributed_stage(cfg: DictConfig) -> None:
         return
     execute(Plan(stage, Path(cfg.run_dir) / stage.name, manifest, skip=False), cfg, rank, world)
     dist.barrier()
+
+
+def _run_training_stage(cfg: DictConfig, stage: Stage, plan: Plan, overrides: list[str]) -> Manifest:
+    """torchrun the stage; relaunch it after a spike rollback (it resumes from its last checkpoint)."""
+    relaunches = int(cfg.pretrain.spike.max_events) if stage.name == "pretrain" else 0
+    for attempt in range(relaunches + 1):
+        rc = launch.torchrun_stage(cfg, stage.name, overrides, plan.manifest.fingerprint)
+        m = Manifest.load(plan.stage_dir)
+        if rc == 0 and m is not None and m.status == "complete":
+            return m
+        if m is not None and m.status == "interrupted" and (m.error or "").startswith("rollback"):
+            log.warning("%s: %s; restarting from the last checkpoint (%d of at most %d)", stage.name, m.error,
+                        attempt + 1, relaunches)
+            plan.manifest.status = "running"
+            plan.manifest.save(plan.stage_dir)
+            continue
+        if m is not None and m.status == "interrupted":
+            raise StageFailed(f"stage '{stage.name}' {m.error}; its checkpoint is saved, rerun the same command "
+                              "to resume")
+        raise StageFailed(_failure(stage.name, plan.stage_dir, m, f"torchrun exited with status {rc}"))
+    raise StageFailed(f"stage '{stage.name}' rolled back {relaunches} times (pretrain.spike.max_events)")
 
 
 def _failure(name: str, stage_dir: Path, m: Manifest | None, fallback: str) -> str:

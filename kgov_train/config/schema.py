@@ -115,9 +115,30 @@ class TrainStageConfig:
 
 
 @dataclass
+class SpikeConfig:
+    """`pretrain.spike`: what a loss spike is and what the run does about it."""
+
+    policy: str = "skip"  # none | skip (the step changes no weight) | rollback (to the last checkpoint, data window skipped)
+    factor: float = 3.0  # a loss above factor x its moving average is a spike; a non-finite loss always is
+    ema_steps: int = 50  # span of the moving average
+    min_steps: int = 20  # no detection before this step: the early loss falls too fast to compare
+    max_events: int = 10  # more spikes than this fail the stage: the run is unstable, not unlucky
+
+
+@dataclass
 class PretrainConfig(TrainStageConfig):
     seq_len: int = 2048
-    tokens: Optional[int] = None  # training tokens of the run (planner; with global_batch_tokens it sets max_steps)
+    # Token-denominated schedule. tokens: the run's length (sets max_steps); global_batch_tokens: tokens per
+    # optimizer step over all ranks (sets gradient_accumulation_steps); warmup_tokens overrides warmup_steps.
+    tokens: Optional[int] = None
+    global_batch_tokens: Optional[int] = None
+    warmup_tokens: Optional[int] = None
+    # lr_scheduler_type: cosine | linear | constant_with_warmup | wsd (warmup-stable-decay). With wsd the last
+    # decay_tokens decay the lr; resuming a checkpoint with a larger tokens/max_steps and decay_tokens set starts
+    # the decay from there (annealing a continued-pretraining run).
+    decay_tokens: Optional[int] = None
+    min_lr_ratio: float = 0.0  # the lr the cosine/wsd decay ends at, as a fraction of learning_rate
+    spike: SpikeConfig = field(default_factory=SpikeConfig)
     learning_rate: float = 3e-4
     warmup_steps: int = 10
     eval_sequences: int = 64  # validation sequences of seq_len tokens scored after training (0: skip)

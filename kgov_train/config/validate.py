@@ -115,6 +115,16 @@ def validate(cfg: DictConfig) -> None:
         check(0 <= cfg.shards.validation_fraction < 1, "shards.validation_fraction: in [0, 1)")
         check(cfg.shards.workers >= 1, f"shards.workers: must be >= 1, got {cfg.shards.workers}")
 
+    if "pretrain" in stages:
+        from kgov_train.train.schedule import ScheduleError, pretrain_schedule
+
+        try:
+            pretrain_schedule(cfg.pretrain, int(cfg.nnodes) * int(cfg.nproc_per_node))
+        except ScheduleError as e:
+            errors.append(str(e))
+        sp = cfg.pretrain.spike
+        check(sp.policy in ("none", "skip", "rollback"), f"pretrain.spike.policy: none, skip or rollback, got '{sp.policy}'")
+        check(sp.factor > 1, f"pretrain.spike.factor: must be > 1, got {sp.factor}")
     for name in ("pretrain", "sft", "dpo"):
         if name not in stages:
             continue

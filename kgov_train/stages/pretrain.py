@@ -1,7 +1,9 @@
 """pretrain stage: a causal LM trained on packed fixed-length windows of the token shards.
 
 Runs under torchrun (one process per device) with DeepSpeed ZeRO; resumes from the last complete checkpoint in
-<stage_dir>/checkpoints. Outputs final/ (HF model + tokenizer) and metrics.jsonl. torch is imported inside run().
+<stage_dir>/checkpoints at the exact data position. The batch and lr schedule are given in tokens
+(train/schedule.py); loss spikes, SIGTERM/SIGUSR1 and step metrics are handled by train/engine.py.
+Outputs final/ (HF model + tokenizer) and metrics.jsonl. torch is imported inside run().
 """
 
 from __future__ import annotations
@@ -15,16 +17,21 @@ log = logging.getLogger("kgov_train")
 
 
 def run(ctx: StageContext) -> StageResult:
-    from transformers import AutoTokenizer, Trainer, TrainingArguments, default_data_collator, set_seed
+    from transformers import AutoTokenizer, TrainingArguments, default_data_collator, set_seed
 
     from kgov_train.train import common
+    from kgov_train.train import engine as E
     from kgov_train.train.data import PackedTokens, TrainDataError, check_shards
+    from kgov_train.train.interrupt import TrainingInterrupted
     from kgov_train.train.model import build_pretrain_model
+    from kgov_train.train.schedule import pretrain_schedule
 
     cfg, s = ctx.cfg, ctx.cfg.pretrain
     tok_dir, shards_dir = ctx.upstream["tokenizer"], ctx.upstream["shards"]
+    ckpt_dir = ctx.stage_dir / common.CHECKPOINTS
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
     index = check_shards(shards_dir, tok_dir, tokenizer)
+    sched = pretrain_schedule(s, ctx.world_size)
 
     train_ds = PackedTokens(shards_dir, "train", s.seq_len)
     if len(train_ds) == 0:
@@ -40,21 +47,60 @@ def run(ctx: StageContext) -> StageResult:
     common.quiet_nonzero_ranks(ctx)
 
     set_seed(cfg.seed)
-    args = TrainingArguments(**common.training_kwargs(cfg, "pretrain", ctx.stage_dir, count_tokens="all"))
+    args = TrainingArguments(**common.training_kwargs(
+        cfg, "pretrain", ctx.stage_dir, count_tokens="all",
+        max_steps=sched.max_steps, gradient_accumulation_steps=sched.gradient_accumulation_steps,
+        warmup_steps=sched.warmup_steps, lr_scheduler_type=sched.scheduler, lr_scheduler_kwargs=sched.scheduler_kwargs,
+        ignore_data_skip=True))  # the resumable sampler positions the data itself
     model, model_info = build_pretrain_model(cfg, tokenizer, tok_dir)
     parameters = common.count_parameters(model)
+    m = model.config
+    per_token = E.flops_per_token(parameters, m.num_hidden_layers, m.hidden_size, s.seq_len)
     if ctx.is_main:
-        log.info("pretrain: %s parameters, vocab %d (tokenizer %d), %d train sequences of %d tokens, world size %d",
-                 f"{parameters:,}", model_info["vocab_size"], len(tokenizer), len(train_ds), s.seq_len, ctx.world_size)
+        log.info("pretrain: %s parameters, vocab %d (tokenizer %d), %d train sequences of %d tokens, world size %d, "
+                 "%d tokens per step (accumulation %d), %d steps", f"{parameters:,}", model_info["vocab_size"],
+                 len(tokenizer), len(train_ds), s.seq_len, ctx.world_size, sched.global_batch_tokens,
+                 sched.gradient_accumulation_steps, sched.max_steps)
 
-    callback = common.MetricsCallback("pretrain", ctx.stage_dir, ctx.is_main)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=default_data_collator,
-                      processing_class=tokenizer, callbacks=[callback])
+    stats = E.StepStats()
+    callback = common.MetricsCallback("pretrain", ctx.stage_dir, ctx.is_main, step_stats=stats,
+                                      flops_per_token=per_token,
+                                      peak_flops=ctx.world_size * float(cfg.cluster.peak_tflops_per_device) * 1e12)
+    trainer = E.PretrainTrainer(model=model, args=args, train_dataset=train_ds, data_collator=default_data_collator,
+                                processing_class=tokenizer, callbacks=[callback, stats])
+    sp = s.spike
+    trainer.samples_per_step = sched.samples_per_step(s.seq_len)
+    trainer.spike_guard = E.SpikeGuard(sp.policy, sp.factor, sp.ema_steps, sp.min_steps, sp.max_events,
+                                       ctx.stage_dir / E.SPIKES, ctx.is_main)
+    stop = E.Preemption(trainer)
+    trainer.add_callback(stop)
+    stop.install()
     common.prepare_trainer(trainer)
-    output, resumed = common.train(ctx, "pretrain", trainer)
+
+    def position_data(checkpoint):
+        step = common.checkpoint_step(checkpoint)
+        trainer.start_step = step
+        trainer.start_sample = step * trainer.samples_per_step + E.data_shift(ckpt_dir, step)
+
+    output, resumed = common.train(ctx, "pretrain", trainer, before_train=position_data)
+    if stop.stopped == "rollback":
+        spike = trainer.rollback_at or {}
+        done = common.complete_checkpoints(ckpt_dir)
+        back_to = common.checkpoint_step(done[-1] if done else None)
+        if ctx.is_main:  # the steps after the checkpoint, up to the spike, are trained on other data next time
+            E.add_data_shift(ckpt_dir, back_to, (spike["step"] - back_to) * trainer.samples_per_step, spike["step"])
+        common.barrier()
+        raise TrainingInterrupted("rollback", f"loss spike at step {spike.get('step')}: back to step {back_to}, "
+                                              f"data of steps {back_to + 1}-{spike.get('step')} skipped")
+    if stop.stopped:
+        raise TrainingInterrupted("preempted", f"{stop.stopped} at step {trainer.state.global_step}, checkpoint saved")
 
     extra: dict = {**model_info, "seq_len": int(s.seq_len), "train_sequences": len(train_ds),
-                   "train_split_tokens": train_ds.total_tokens}
+                   "train_split_tokens": train_ds.total_tokens, "global_batch_tokens": sched.global_batch_tokens,
+                   "gradient_accumulation_steps": sched.gradient_accumulation_steps,
+                   "lr_scheduler": sched.scheduler, "warmup_steps": sched.warmup_steps,
+                   "decay_steps": sched.decay_steps, "flops_per_token": per_token,
+                   "loss_spikes": trainer.spike_guard.events, "data_samples_skipped": E.data_shift(ckpt_dir, 1 << 62)}
     if val_ds is not None and len(val_ds):
         ev = trainer.evaluate(eval_dataset=val_ds)
         loss = float(ev["eval_loss"])

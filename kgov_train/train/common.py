@@ -78,8 +78,10 @@ def report_targets(name: str, wanted: list[str]) -> list[str]:
     return wanted
 
 
-def training_kwargs(cfg: DictConfig, name: str, stage_dir: Path, count_tokens: str = "non_padding") -> dict[str, Any]:
-    """Keyword arguments for TrainingArguments / SFTConfig / DPOConfig from the stage's section of the recipe.
+def training_kwargs(cfg: DictConfig, name: str, stage_dir: Path, count_tokens: str = "non_padding",
+                    **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for TrainingArguments / SFTConfig / DPOConfig from the stage's section of the recipe
+    (`overrides` replace what a stage derives itself, e.g. pretrain's token schedule).
 
     Build the arguments object before the model: with ZeRO-3 it switches on zero.Init for from_pretrained/from_config.
     """
@@ -117,6 +119,7 @@ def training_kwargs(cfg: DictConfig, name: str, stage_dir: Path, count_tokens: s
         "prediction_loss_only": True,
         "disable_tqdm": True,  # one log line per step from MetricsCallback instead of progress bars
         **precision_kwargs(cfg),
+        **overrides,
     }
 
 
@@ -154,7 +157,7 @@ def _broadcast(obj: Any) -> Any:
     return box[0]
 
 
-def _barrier() -> None:
+def barrier() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -162,8 +165,10 @@ def _barrier() -> None:
 
 
 # Stage settings that may change between an interrupted run and its resumption (train longer, save more often).
+# tokens/decay_tokens/min_lr_ratio: extending a run or starting its decay from a checkpoint is the point of resuming.
 RESUMABLE_KEYS = frozenset({"max_steps", "save_steps", "save_total_limit", "logging_steps", "report_to",
-                            "dataloader_num_workers", "eval_sequences"})
+                            "dataloader_num_workers", "eval_sequences", "tokens", "decay_tokens", "min_lr_ratio",
+                            "spike"})
 SETTINGS = "run_settings.json"
 
 
@@ -254,8 +259,12 @@ class MetricsCallback(TrainerCallback):
     (written after the checkpoint by the interrupted run) are dropped, so the file holds each step once.
     """
 
-    def __init__(self, stage: str, stage_dir: Path, is_main: bool):
+    def __init__(self, stage: str, stage_dir: Path, is_main: bool, step_stats=None, flops_per_token: float = 0.0,
+                 peak_flops: float = 0.0):
+        """step_stats: an engine.StepStats (step time, data wait, memory); flops_per_token and peak_flops (all
+        devices, FLOP/s) give `mfu` when both are known."""
         self.stage, self.path, self.is_main = stage, stage_dir / METRICS, is_main
+        self.step_stats, self.flops_per_token, self.peak_flops = step_stats, flops_per_token, peak_flops
         self.last: dict[str, Any] | None = None
         self.start_step = 0
         self.start_tokens = 0
@@ -292,6 +301,10 @@ class MetricsCallback(TrainerCallback):
         skip = {"loss", "learning_rate", "grad_norm", "epoch", "num_input_tokens_seen", "step", "train_runtime",
                 "train_tokens_per_second"}
         rec.update({k: _num(v) for k, v in logs.items() if k not in skip and isinstance(v, (int, float))})
+        if self.step_stats is not None:
+            rec.update(self.step_stats.take())
+        if self.flops_per_token and self.peak_flops:
+            rec["mfu"] = round(rec["tokens_per_sec"] * self.flops_per_token / self.peak_flops, 5)
         self._t, self._tokens = now, tokens
         self.last = rec
         if self.is_main:
@@ -391,9 +404,18 @@ def prepare_trainer(trainer) -> None:
     trainer.remove_callback(PrinterCallback)  # MetricsCallback logs one line per step instead
 
 
-def train(ctx: StageContext, name: str, trainer) -> tuple[Any, Path | None]:
-    """trainer.train(), resuming from the last complete checkpoint of an interrupted run of this stage."""
+def checkpoint_step(checkpoint: Path | None) -> int:
+    if checkpoint is None:
+        return 0
+    return int(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+
+
+def train(ctx: StageContext, name: str, trainer, before_train=None) -> tuple[Any, Path | None]:
+    """trainer.train(), resuming from the last complete checkpoint of an interrupted run of this stage.
+    before_train(checkpoint or None) runs first (pretrain positions its data there)."""
     resume = resume_checkpoint(ctx, name, int(trainer.args.max_steps))
+    if before_train is not None:
+        before_train(resume)
     if ctx.is_main:
         if resume is not None:
             step = json.loads((resume / "trainer_state.json").read_text())["global_step"]
@@ -412,7 +434,7 @@ def save_final(ctx: StageContext, trainer, tokenizer) -> Path:
     final = ctx.stage_dir / FINAL
     if ctx.is_main and final.exists():
         shutil.rmtree(final)
-    _barrier()
+    barrier()
     model = trainer.accelerator.unwrap_model(trainer.model)
     set_special_tokens(model, tokenizer)
     model.config.use_cache = True
@@ -424,7 +446,7 @@ def save_final(ctx: StageContext, trainer, tokenizer) -> Path:
         (final / "training_args.bin").unlink(missing_ok=True)  # a pickle of the arguments; the manifest has the config
         if not any(final.glob("*.safetensors")):
             raise RuntimeError(f"{final}: save_model wrote no safetensors weights")
-    _barrier()
+    barrier()
     return final
 
 
