@@ -251,6 +251,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+_TRACKED = ("tokens_per_sec", "tokens_per_sec_per_device", "mfu", "step_time", "data_wait", "memory_gb")
+
+
 class MetricsCallback(TrainerCallback):
     """Appends one JSON line per logged training step to <stage_dir>/metrics.jsonl (rank 0) and logs a summary line.
 
@@ -303,8 +306,11 @@ class MetricsCallback(TrainerCallback):
         rec.update({k: _num(v) for k, v in logs.items() if k not in skip and isinstance(v, (int, float))})
         if self.step_stats is not None:
             rec.update(self.step_stats.take())
+        rec["tokens_per_sec_per_device"] = round(rec["tokens_per_sec"] / max(args.world_size, 1), 2)
         if self.flops_per_token and self.peak_flops:
             rec["mfu"] = round(rec["tokens_per_sec"] * self.flops_per_token / self.peak_flops, 5)
+        # into the logs the trackers (wandb) see next: prepare_trainer runs this callback first
+        logs.update({k: rec[k] for k in _TRACKED if k in rec})
         self._t, self._tokens = now, tokens
         self.last = rec
         if self.is_main:
@@ -402,6 +408,9 @@ def prepare_trainer(trainer) -> None:
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # MetricsCallback logs one line per step instead
+    handler = trainer.callback_handler
+    ours = [c for c in handler.callbacks if isinstance(c, MetricsCallback)]
+    handler.callbacks = ours + [c for c in handler.callbacks if not isinstance(c, MetricsCallback)]
 
 
 def checkpoint_step(checkpoint: Path | None) -> int:
