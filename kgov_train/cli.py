@@ -2,6 +2,8 @@
 
     kgov-train recipe=smoke [overrides]                 run the recipe's stages here
     kgov-train submit recipe=X cluster=Y [--dry-run]    submit them to Slurm as chained jobs
+    kgov-train plan model=M cluster=C [nnodes=N] [plan.mfu=0.4] [--json]
+                                                        memory per GPU and training time (kgov_train/planner)
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ def _app(cfg: DictConfig) -> None:
 
 def main() -> None:
     _setup()
+    # `plan` composes the recipe itself (kgov_train/planner/cli.py): no run, no stage validation, no recipe needed.
+    if len(sys.argv) > 1 and sys.argv[1] == "plan":
+        from kgov_train.planner.cli import main as plan_main
+
+        sys.exit(plan_main(sys.argv[2:]))
     # `submit` and `--dry-run` are ours, not Hydra's: take them off argv before Hydra parses it.
     if len(sys.argv) > 1 and sys.argv[1] == "submit":
         _MODE["submit"] = True

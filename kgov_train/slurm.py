@@ -42,7 +42,9 @@ def sbatch_options(cfg: DictConfig, stage: str, distributed: bool) -> list[str]:
     partition = c.partition if distributed else (c.cpu_partition or c.partition)
     opts += [f"--{k}={v}" for k, v in (("partition", partition), ("account", c.account), ("qos", c.qos)) if v]
     if distributed:
-        opts += [f"--nodes={cfg.nnodes}", "--ntasks-per-node=1"]
+        # --open-mode=append: a requeued job keeps the log of its earlier runs
+        opts += [f"--nodes={cfg.nnodes}", "--ntasks-per-node=1", f"--signal=B:USR1@{c.preempt_signal_seconds}",
+                 "--requeue", "--open-mode=append"]
         if c.gpus_per_node:
             opts.append(f"--gpus-per-node={c.gpus_per_node}")
     else:
@@ -61,7 +63,10 @@ def render(cfg: DictConfig, stage: str, distributed: bool, overrides: list[str])
     head = [lines[0], f"# Rendered by `kgov-train submit` for stage '{stage}' of recipe '{cfg.recipe_name}'."]
     head += [f"#SBATCH {o}" for o in sbatch_options(cfg, stage, distributed)]
     env = {"KGOV_REPO": str(REPO_ROOT), "KGOV_WORKDIR": str(Path.cwd()), "NPROC_PER_NODE": str(nproc),
-           "MASTER_PORT": str(cfg.cluster.master_port), **{str(k): str(v) for k, v in cfg.cluster.env.items()}}
+           "MASTER_PORT": str(cfg.cluster.master_port),
+           # where the job finds its stage's manifest to tell a preempted stage (requeue) from a failed one
+           "KGOV_STAGE_DIR": str(Path(cfg.run_dir).resolve() / stage), "KGOV_MAX_REQUEUES": str(cfg.cluster.max_requeues),
+           **{str(k): str(v) for k, v in cfg.cluster.env.items()}}
     setup = [f"export {k}={shlex.quote(v)}" for k, v in env.items()] + list(cfg.cluster.setup)
     args = child_overrides([o for o in overrides if not o.startswith("hydra.")], stage, force=bool(cfg.force))
     args_line = "set -- " + " ".join(shlex.quote(a) for a in args)

@@ -203,6 +203,10 @@ class ClusterConfig:
     cpus_per_task: int = 2
     mem: Optional[str] = None
     master_port: int = 29500
+    # Training jobs: USR1 this many seconds before the time limit (checkpoint and stop), then requeue, at most
+    # max_requeues times (slurm/train.sbatch).
+    preempt_signal_seconds: int = 300
+    max_requeues: int = 3
     setup: List[str] = field(default_factory=list)  # shell lines run before training (module load, venv)
     env: Dict[str, str] = field(default_factory=dict)  # exported in jobs (NCCL_*, GLOO_SOCKET_IFNAME)
 

@@ -1,0 +1,60 @@
+"""Training stages as Slurm jobs on the live test cluster (scripts/dev_slurm_cluster.sh): the pretrain job,
+sent USR1 as Slurm does before a time limit, checkpoints, requeues itself, resumes and ends with the final
+loss of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.slurm_cluster import _slurm_env, slurm, slurm_cluster, wait_for_job  # noqa: F401 (fixture)
+from tests.test_train_stages import manifest, metrics_rows, run_chain, upstream_run  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+STEPS = 40
+
+
+def _copy_upstream(upstream: Path, run_dir: Path) -> Path:
+    for name in ("data", "tokenizer", "shards"):
+        shutil.copytree(upstream / name, run_dir / name)
+    return run_dir
+
+
+def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_loss(slurm_cluster, upstream_run, tmp_path):
+    common = ["recipe=smoke", "stages=[pretrain]", f"pretrain.max_steps={STEPS}", "pretrain.save_steps=1000",
+              "pretrain.eval_sequences=0"]
+    # the uninterrupted reference, here
+    ref = _copy_upstream(upstream_run, tmp_path / "ref")
+    run_chain([*common, f"run_dir={ref}"])
+    ref_rows = metrics_rows(ref / "pretrain")
+
+    run_dir = _copy_upstream(upstream_run, tmp_path / "slurm")
+    res = subprocess.run([sys.executable, "-m", "kgov_train.cli", "submit", *common, f"run_dir={run_dir}",
+                          "cluster=dev_slurm_cpu", "nproc_per_node=2"],
+                         capture_output=True, text=True, timeout=120, env=_slurm_env())
+    assert res.returncode == 0, res.stderr
+    job = res.stdout.split()[-1]
+    stage = run_dir / "pretrain"
+    t0 = time.time()
+    while not ((stage / "metrics.jsonl").exists() and len(metrics_rows(stage)) >= 8):
+        assert time.time() - t0 < 300, slurm("scontrol", "show", "job", job).stdout
+        time.sleep(0.2)
+    slurm("scancel", "--batch", "--signal=USR1", job)  # what --signal=B:USR1@seconds does at the time limit
+    state = wait_for_job(job, timeout=600)
+    log = "\n".join(p.read_text(errors="replace") for p in (run_dir / "slurm").glob("pretrain-*.out"))
+    assert state == "COMPLETED", log[-4000:]
+    assert "USR1: asking the training processes" in log and "requeueing job" in log and "(restart 1)" in log
+
+    m = manifest(stage)
+    assert m["status"] == "complete" and 8 <= m["metrics"]["resumed_from_step"] < STEPS
+    rows = metrics_rows(stage)
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
+    assert rows[-1]["loss"] == pytest.approx(ref_rows[-1]["loss"], abs=1e-4)
+    for a, b in zip(rows, ref_rows):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-4), a["step"]
