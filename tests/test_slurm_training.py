@@ -46,6 +46,15 @@ def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_loss(slurm_c
         assert time.time() - t0 < 300, slurm("scontrol", "show", "job", job).stdout
         time.sleep(0.2)
     slurm("scancel", "--batch", "--signal=USR1", job)  # what --signal=B:USR1@seconds does at the time limit
+    # Slurm holds a requeued job back ~2 minutes (BeginTime); let it start at once here
+    t0 = time.time()
+    while True:  # requeued and pending on its begin time, the first run's clean-up done
+        show = slurm("scontrol", "show", "job", job).stdout
+        if "Restarts=1" in show and "JobState=PENDING" in show and "Reason=BeginTime" in show:
+            break
+        assert time.time() - t0 < 300 and "JobState=FAILED" not in show, show
+        time.sleep(0.5)
+    slurm("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
     state = wait_for_job(job, timeout=600)
     log = "\n".join(p.read_text(errors="replace") for p in (run_dir / "slurm").glob("pretrain-*.out"))
     assert state == "COMPLETED", log[-4000:]
