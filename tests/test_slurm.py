@@ -25,7 +25,7 @@ def test_templates_are_valid_bash():
 def test_render_four_node_chain():
     cfg = compose_cfg(FOUR_NODES)
     jobs = {j.stage: j for j in render_chain(cfg, FOUR_NODES)}
-    assert list(jobs) == ["data", "tokenizer", "shards", "pretrain", "sft", "dpo"]
+    assert list(jobs) == ["data", "tokenizer", "shards", "pretrain", "sft", "dpo", "eval"]
     for job in jobs.values():
         bash_n(job.script)
         assert f"'stages=[{job.stage}]'" in job.script
@@ -44,7 +44,7 @@ def test_dry_run_chains_with_afterok(capsys):
     cfg = compose_cfg(FOUR_NODES)
     ids = submit(cfg, FOUR_NODES, dry_run=True)
     out = capsys.readouterr().out
-    assert ids == [f"<{s}>" for s in ("data", "tokenizer", "shards", "pretrain", "sft", "dpo")]
+    assert ids == [f"<{s}>" for s in ("data", "tokenizer", "shards", "pretrain", "sft", "dpo", "eval")]
     assert "sbatch --parsable --dependency=afterok:<shards> --kill-on-invalid-dep=yes /scratch/runs/k/slurm/03-pretrain.sbatch" in out
     assert "--dependency" not in out.split("01-tokenizer")[0]
 

@@ -67,3 +67,32 @@ def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_loss(slurm_c
     assert rows[-1]["loss"] == pytest.approx(ref_rows[-1]["loss"], abs=1e-4)
     for a, b in zip(rows, ref_rows):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-4), a["step"]
+
+
+def test_submit_runs_the_whole_smoke_chain_as_dependent_jobs(slurm_cluster, upstream_run, tmp_path):
+    """`kgov-train submit recipe=smoke cluster=dev_slurm_cpu`: every stage a job, chained with afterok, each
+    sealing the same outputs a local run seals (data, tokenizer and shards byte for byte)."""
+    from kgov_train.config.schema import CHAIN
+
+    run_dir = tmp_path / "chain"
+    short = ["pretrain.max_steps=20", "pretrain.save_steps=10", "sft.max_steps=6", "sft.save_steps=3",
+             "dpo.max_steps=4", "dpo.save_steps=2"]
+    res = subprocess.run([sys.executable, "-m", "kgov_train.cli", "submit", "recipe=smoke", f"run_dir={run_dir}",
+                          "cluster=dev_slurm_cpu", "nproc_per_node=2", *short],
+                         capture_output=True, text=True, timeout=120, env=_slurm_env())
+    assert res.returncode == 0, res.stderr
+    jobs = res.stdout.split()
+    assert len(jobs) == len(CHAIN)
+    for job, stage in zip(jobs, CHAIN):
+        state = wait_for_job(job, timeout=600)
+        log = "\n".join(p.read_text(errors="replace") for p in (run_dir / "slurm").glob(f"{stage}-*.out"))
+        assert state == "COMPLETED", f"{stage}: {state}\n{log[-3000:]}"
+    for stage in CHAIN:
+        m = manifest(run_dir / stage)
+        assert m["status"] == "complete", stage
+    for stage in ("data", "tokenizer", "shards"):  # deterministic stages: the local run's bytes
+        assert [(o["path"], o["sha256"]) for o in manifest(run_dir / stage)["outputs"]] == [
+            (o["path"], o["sha256"]) for o in manifest(upstream_run / stage)["outputs"]], stage
+    for stage in ("pretrain", "sft", "dpo"):
+        assert (run_dir / stage / "final" / "config.json").is_file()
+        assert manifest(run_dir / stage)["metrics"]["world_size"] == 2

@@ -20,7 +20,7 @@ from data_prep.corpus.normalize import NormalizeSettings
 from data_prep.corpus.pii import PIISettings
 from data_prep.corpus.quality import QualitySettings
 
-CHAIN = ["data", "tokenizer", "shards", "pretrain", "sft", "dpo"]
+CHAIN = ["data", "tokenizer", "shards", "pretrain", "sft", "dpo", "eval"]
 
 
 @dataclass
@@ -162,6 +162,23 @@ class DPOConfig(TrainStageConfig):
 
 
 @dataclass
+class EvalConfig:
+    """`eval`: perplexity, greedy generations and lm-evaluation-harness benchmarks of the trained models (CPU ok)."""
+
+    model_stage: str = "dpo"  # the model evaluated; must be complete
+    stages: List[str] = field(default_factory=lambda: ["pretrain", "sft", "dpo"])  # compared too, when complete
+    seq_len: Optional[int] = None  # perplexity window in tokens; null: pretrain.seq_len
+    max_tokens_per_source: int = 200_000  # validation tokens scored per source, at most
+    prompts: str = "${kgov_root:}/examples/eval/prompts.jsonl"  # jsonl: {"id", "prompt"}
+    max_new_tokens: int = 64  # greedy generations
+    tasks: List[str] = field(default_factory=lambda: ["kgov_kobest_boolq_sample", "kgov_public_admin_mc_sample"])
+    task_dirs: List[str] = field(default_factory=list)  # extra local lm-eval task folders (e.g. local KoBEST/KMMLU)
+    limit: Optional[int] = None  # items per task; null: all
+    num_fewshot: Optional[int] = None
+    batch_size: int = 8  # lm-eval and perplexity batches
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
     architecture: str = "llama"
@@ -226,6 +243,7 @@ class KGovConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     # DeepSpeed's own JSON config, as in recipes/deepspeed/*.yaml; the Trainer fills "auto".

@@ -66,5 +66,7 @@ STAGES: dict[str, Stage] = {
         Stage("pretrain", ("tokenizer", "shards"), ("pretrain", "model") + _TRAIN_KEYS, True, "kgov_train.stages.pretrain"),
         Stage("sft", ("pretrain",), ("sft",) + _TRAIN_KEYS, True, "kgov_train.stages.sft"),
         Stage("dpo", ("sft",), ("dpo",) + _TRAIN_KEYS, True, "kgov_train.stages.dpo"),
+        # The evaluated models' final/ folders (eval.model_stage, eval.stages) are its external inputs.
+        Stage("eval", ("shards",), ("eval", "pretrain.seq_len"), False, "kgov_train.stages.eval"),
     ]
 }
