@@ -436,7 +436,8 @@ def train(ctx: StageContext, name: str, trainer, before_train=None) -> tuple[Any
 
 
 def save_final(ctx: StageContext, trainer, tokenizer) -> Path:
-    """<stage_dir>/final: safetensors weights, config, generation config and tokenizer (with its chat template).
+    """<stage_dir>/final: safetensors weights, config, generation config, tokenizer (with its chat template) and the
+    model's papers (MODEL_CARD.md, bom.json: kgov_train.papers).
 
     Every rank must call it: under ZeRO-3, save_model gathers the partitioned 16-bit weights collectively.
     """
@@ -455,6 +456,9 @@ def save_final(ctx: StageContext, trainer, tokenizer) -> Path:
         (final / "training_args.bin").unlink(missing_ok=True)  # a pickle of the arguments; the manifest has the config
         if not any(final.glob("*.safetensors")):
             raise RuntimeError(f"{final}: save_model wrote no safetensors weights")
+        from kgov_train.papers import write_from_training
+
+        write_from_training(ctx, trainer, final)  # MODEL_CARD.md, bom.json; raises PapersError naming the folder
     barrier()
     return final
 
