@@ -39,7 +39,7 @@ def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_loss(slurm_c
                           "cluster=dev_slurm_cpu", "nproc_per_node=2"],
                          capture_output=True, text=True, timeout=120, env=_slurm_env())
     assert res.returncode == 0, res.stderr
-    job = res.stdout.split()[-1]
+    job = res.stdout.strip().splitlines()[-1].split()[-1]
     stage = run_dir / "pretrain"
     t0 = time.time()
     while not ((stage / "metrics.jsonl").exists() and len(metrics_rows(stage)) >= 8):
@@ -81,8 +81,8 @@ def test_submit_runs_the_whole_smoke_chain_as_dependent_jobs(slurm_cluster, upst
                           "cluster=dev_slurm_cpu", "nproc_per_node=2", *short],
                          capture_output=True, text=True, timeout=120, env=_slurm_env())
     assert res.returncode == 0, res.stderr
-    jobs = res.stdout.split()
-    assert len(jobs) == len(CHAIN)
+    jobs = res.stdout.strip().splitlines()[-1].split()  # the last line: the job ids, in chain order
+    assert len(jobs) == len(CHAIN), res.stdout
     for job, stage in zip(jobs, CHAIN):
         state = wait_for_job(job, timeout=600)
         log = "\n".join(p.read_text(errors="replace") for p in (run_dir / "slurm").glob(f"{stage}-*.out"))

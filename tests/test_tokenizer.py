@@ -207,7 +207,7 @@ def test_custom_chat_template_and_determinism(run_dir, tmp_path):
     a = build(run_dir / "data" / "clean", tmp_path / "a", chat_template=custom, **kw)
     b = build(run_dir / "data" / "clean", tmp_path / "b", chat_template=custom, **kw)
     assert a["training_sentences"] == 150 < a["training_sentences_fed"]
-    for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json"):
+    for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "report.json", "report.md"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert json.loads((tmp_path / "a" / "tokenizer_config.json").read_text())["chat_template"] == custom
     assert a["chat_template"] == "custom"

@@ -112,7 +112,8 @@ def build_tokenizer(clean_dir: Path, out_dir: Path, settings: BuildSettings,
     if ours["roundtrip_exact"] < 1.0:
         log.warning("tokenizer: %d of %d held-out documents do not round-trip (first: %s); U+2581 '▁' in the text "
                     "is the known cause", ours["documents"] - ours["exact"], ours["documents"], ours["roundtrip_failures"])
-    report = {"tokenizer": {k: metrics[k] for k in ("vocab_size", "model_type", "train_seconds") if k in metrics},
+    # no timings in the report: the same corpus and settings give the same bytes (the manifest has train_seconds)
+    report = {"tokenizer": {k: metrics[k] for k in ("vocab_size", "model_type") if k in metrics},
               "scored_on": scored_on, "evaluation": evaluation, **sampler.metrics()}
     names += RPT.write_reports(out_dir, report)
     metrics.update({

@@ -46,6 +46,10 @@ def deepspeed_config(cfg: DictConfig, name: str) -> dict[str, Any] | None:
     stage = cfg[name].zero_stage
     if stage is not None:
         zero["stage"] = int(stage)
+    if zero.get("reduce_bucket_size") == "auto" and int(zero.get("stage", 0)) in (1, 2):
+        # transformers' "auto" is hidden^2 (16k elements for a tiny model): dozens of bucket flushes per
+        # backward, ~20% of a small model's step on CPU (scripts/bench_pretrain.py); DeepSpeed's own default
+        zero["reduce_bucket_size"] = 500_000_000
     if int(zero.get("stage", 0)) == 3:
         # Without it, save_model writes empty partitions instead of a loadable final/ model.
         zero.setdefault("stage3_gather_16bit_weights_on_model_save", True)

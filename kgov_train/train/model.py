@@ -115,8 +115,19 @@ def build_pretrain_model(cfg: DictConfig, tokenizer, tokenizer_dir: Path | None 
             info.update({"embedding_init": "extension_mean_of_base_pieces", "embedding_rows_initialised": n})
             log.info("pretrain: %d new embedding rows set to the mean of their base pieces (%s)", n, ext_file)
     else:
+        from transformers.initialization import no_init_weights
+        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
         config = llama_config(cfg, tokenizer)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation=m.attn_implementation)
+        if is_deepspeed_zero3_enabled():  # transformers: no torch default init, then initialize_weights_zero3
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32,
+                                                     attn_implementation=m.attn_implementation)
+        else:  # the same order by hand, so a seed gives the same weights under every ZeRO stage
+            with no_init_weights():
+                model = AutoModelForCausalLM.from_config(config, dtype=torch.float32,
+                                                         attn_implementation=m.attn_implementation)
+            model.initialize_weights()
+            model.tie_weights()
         info = {"init_from": None}
     set_special_tokens(model, tokenizer)
     model.config.use_cache = False
