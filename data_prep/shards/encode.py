@@ -31,12 +31,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import orjson
 
 from data_prep.hashing import sha256_file
 from data_prep.shards.split import SplitScan, id_hash
 from data_prep.tokenizer import specials as S
-from data_prep.tokenizer.corpus import CorpusError
+from data_prep.tokenizer.corpus import CorpusError, parse_record
 
 META = np.dtype([("source", "<u2"), ("hash", "<u8")])  # per document: source number, sha256(id)[:8]
 _BATCH_BYTES = 4 << 20  # a batch also ends at this many bytes of lines: long documents do not blow memory
@@ -78,22 +77,9 @@ def _exit_with_parent(parent: int) -> None:
 def records(path: str, first_line: int, lines: list[bytes]) -> Iterator[tuple[int, str, str, str]]:
     """(line number, id, text, source) per non-blank line; a malformed one is an error naming file, line and key."""
     for lineno, raw in enumerate(lines, start=first_line):
-        if not raw.strip():
-            continue
-        try:
-            rec = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            raise CorpusError(f"{path}:{lineno}: not valid JSON ({e})") from None
-        if not isinstance(rec, dict) or "id" not in rec or "text" not in rec:
-            got = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
-            raise CorpusError(f"{path}:{lineno}: a document record needs keys 'id' and 'text', got {got}")
-        if not isinstance(rec["text"], str):
-            raise CorpusError(f"{path}:{lineno}: key 'text' is {type(rec['text']).__name__}, not a string")
-        meta = rec.get("metadata")
-        source = meta.get("source", "default") if isinstance(meta, dict) else "default"  # as the tokenizer reads it
-        if not isinstance(source, str):
-            raise CorpusError(f"{path}:{lineno}: key 'metadata.source' is {type(source).__name__}, not a string")
-        yield lineno, str(rec["id"]), rec["text"], source
+        rec = parse_record(path, lineno, raw)
+        if rec is not None:
+            yield (lineno, *rec)
 
 
 def line_batches(path: Path, batch_size: int) -> Iterator[tuple[int, list[bytes]]]:

@@ -30,26 +30,35 @@ def _open(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
+def parse_record(path, lineno: int, raw: bytes) -> tuple[str, str, str] | None:
+    """(id, text, source) of one data/clean line, None for a blank one; a malformed one is an error naming
+    file, line and key. The one parser of data/clean, for the tokenizer and the shards alike."""
+    if not raw.strip():
+        return None
+    try:
+        rec = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise CorpusError(f"{path}:{lineno}: not valid JSON ({e})") from None
+    if not isinstance(rec, dict) or "id" not in rec or "text" not in rec:
+        got = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
+        raise CorpusError(f"{path}:{lineno}: a document record needs keys 'id' and 'text', got {got}")
+    if not isinstance(rec["text"], str):
+        raise CorpusError(f"{path}:{lineno}: key 'text' is {type(rec['text']).__name__}, not a string")
+    meta = rec.get("metadata")
+    source = meta.get("source", "default") if isinstance(meta, dict) else "default"
+    if not isinstance(source, str):
+        raise CorpusError(f"{path}:{lineno}: key 'metadata.source' is {type(source).__name__}, not a string")
+    return str(rec["id"]), rec["text"], source
+
+
 def iter_records(files: Iterable[Path]) -> Iterator[tuple[str, str, str]]:
-    """(id, text, source) per document, in corpus order. A malformed line is an error naming file and line."""
+    """(id, text, source) per document, in corpus order."""
     for path in files:
         with _open(path) as f:
             for lineno, raw in enumerate(f, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    rec = orjson.loads(raw)
-                except orjson.JSONDecodeError as e:
-                    raise CorpusError(f"{path}:{lineno}: not valid JSON ({e})") from None
-                if not isinstance(rec, dict) or "id" not in rec or "text" not in rec:
-                    got = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
-                    raise CorpusError(f"{path}:{lineno}: a document record needs keys 'id' and 'text', got {got}")
-                doc_id, text = rec["id"], rec["text"]
-                if not isinstance(text, str):
-                    raise CorpusError(f"{path}:{lineno}: 'text' is {type(text).__name__}, not a string")
-                meta = rec.get("metadata")
-                source = meta.get("source", "default") if isinstance(meta, dict) else "default"
-                yield str(doc_id), text, str(source)
+                rec = parse_record(path, lineno, raw)
+                if rec is not None:
+                    yield rec
 
 
 def iter_documents(files: Iterable[Path]) -> Iterator[tuple[str, str]]:
