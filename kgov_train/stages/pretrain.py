@@ -100,7 +100,7 @@ def run(ctx: StageContext) -> StageResult:
                    "gradient_accumulation_steps": sched.gradient_accumulation_steps,
                    "lr_scheduler": sched.scheduler, "warmup_steps": sched.warmup_steps,
                    "decay_steps": sched.decay_steps, "flops_per_token": per_token,
-                   "loss_spikes": trainer.spike_guard.events, "data_samples_skipped": E.data_shift(ckpt_dir, 1 << 62)}
+                   "loss_spikes": trainer.spike_guard.events, "data_samples_skipped": E.data_shift(ckpt_dir)}
     if val_ds is not None and len(val_ds):
         ev = trainer.evaluate(eval_dataset=val_ds)
         loss = float(ev["eval_loss"])

@@ -48,12 +48,13 @@ def _all_reduce(value: float, op: str = "mean") -> float:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def data_shift(ckpt_dir: Path, step: int) -> int:
-    """Samples skipped by rollbacks at or before `step` (they move every later sample's position)."""
+def data_shift(ckpt_dir: Path, step: int | None = None) -> int:
+    """Samples skipped by rollbacks at or before `step` (they move every later sample's position); all if None."""
     path = ckpt_dir / DATA_SHIFT
     if not path.is_file():
         return 0
-    return sum(w["samples"] for w in json.loads(path.read_text(encoding="utf-8")) if w["from_step"] <= step)
+    windows = json.loads(path.read_text(encoding="utf-8"))
+    return sum(w["samples"] for w in windows if step is None or w["from_step"] <= step)
 
 
 def add_data_shift(ckpt_dir: Path, from_step: int, samples: int, spike_step: int) -> None:
@@ -128,13 +129,14 @@ class PretrainTrainer(Trainer):
         ds = self.train_dataset
         args = self.args
         rank, world = args.process_index, args.world_size
-        steps_left = max(args.max_steps - int(self.state.global_step or 0), 0)
-        # whole epochs as needed; the sampler cycles through the windows in a new seeded order each epoch
+        # The Trainer builds the loader before it restores a checkpoint's step, and runs one "epoch" of it
+        # until max_steps: so it holds max_steps steps' worth from start_sample on, over as many sampler
+        # epochs as that takes (each a new seeded order of the windows).
         needed = self.start_sample + args.max_steps * self.samples_per_step
         epochs = max(1, math.ceil(needed / max(len(ds), 1)))
         sampler = ds.sampler(rank=rank, world_size=world, seed=args.data_seed, start_sample=self.start_sample,
                              epochs=epochs)
-        per_rank = min(len(sampler), steps_left * args.per_device_train_batch_size * args.gradient_accumulation_steps)
+        per_rank = min(len(sampler), args.max_steps * args.per_device_train_batch_size * args.gradient_accumulation_steps)
         return torch.utils.data.DataLoader(
             ds, batch_size=args.per_device_train_batch_size, sampler=_Take(sampler, per_rank),
             collate_fn=self.data_collator, num_workers=args.dataloader_num_workers, drop_last=True)
