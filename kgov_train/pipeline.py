@@ -20,11 +20,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kgov_train.config.schema import CHAIN
 from kgov_train import launch
 from kgov_train.manifest import MANIFEST, Manifest, ManifestError, fingerprint, hash_entries, verify_outputs
 from kgov_train.train.interrupt import TrainingInterrupted
-from kgov_train.stages import STAGES, Stage, StageContext
+from kgov_train.stages import Stage, StageContext, by_name, selected
 
 log = logging.getLogger("kgov_train")
 
@@ -129,13 +128,14 @@ def execute(plan: Plan, cfg: DictConfig, rank: int = 0, world_size: int = 1) -> 
     return m
 
 
-def ordered(stages: list[str]) -> list[Stage]:
-    return [STAGES[name] for name in CHAIN if name in stages]
+def ordered(cfg: DictConfig, stages: list[str]) -> list[Stage]:
+    """The named stages in chain order (`sft` names every SFT stage of the recipe)."""
+    return selected(cfg, stages)
 
 
 def run_chain(cfg: DictConfig, overrides: list[str]) -> list[Manifest]:
     done = []
-    for stage in ordered(list(cfg.stages)):
+    for stage in ordered(cfg, list(cfg.stages)):
         plan = plan_stage(cfg, stage, force=bool(cfg.force))
         if plan.skip:
             log.info("%s: complete with the same config and inputs, skipped (force=true reruns it)", stage.name)
@@ -170,9 +170,9 @@ def run_distributed_stage(cfg: DictConfig) -> None:
 
     rank, world = init_distributed(cfg)
     names = list(cfg.stages)
-    if len(names) != 1 or not STAGES.get(names[0]) or not STAGES[names[0]].distributed:
+    stage = by_name(cfg, names[0]) if len(names) == 1 else None
+    if stage is None or not stage.distributed:
         raise StageFailed(f"under torchrun, stages must name one training stage, got stages={names}")
-    stage = STAGES[names[0]]
     box: list[Any] = [None]
     if rank == 0:
         try:

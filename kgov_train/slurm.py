@@ -77,7 +77,7 @@ def render_chain(cfg: DictConfig, overrides: list[str]) -> list[Job]:
     out_dir = Path(cfg.run_dir) / "slurm"
     return [
         Job(s.name, render(cfg, s.name, s.distributed, overrides), out_dir / f"{i:02d}-{s.name}.sbatch")
-        for i, s in enumerate(ordered(list(cfg.stages)))
+        for i, s in enumerate(ordered(cfg, list(cfg.stages)))
     ]
 
 

@@ -37,7 +37,6 @@ import contextlib
 import csv
 import dataclasses
 import json
-import os
 import random
 import re
 import shutil

@@ -10,7 +10,8 @@ in --out/upstream and reused (make-like). Then:
 
 1. One process, no GPU, the same model, micro batch, seq_len, seed and batches:
    stage   the real pretrain stage: `kgov-train recipe=smoke stages=[pretrain] nproc_per_node=1 ...` (torchrun,
-           HF Trainer, DeepSpeed ZeRO-2 from the recipe); tokens/s from its metrics.jsonl
+           HF Trainer, DeepSpeed; the recipe's ZeRO-2 runs as stage 0 in one process, common.deepspeed_config);
+           tokens/s from its metrics.jsonl
    plain   a hand-written loop in this process: LlamaForCausalLM from kgov_train.train.model.build_pretrain_model
            (same config and seed), torch.optim.AdamW (fused, as the Trainer's default adamw_torch_fused; the same
            lr, weight decay and parameter groups, betas 0.9/0.999, eps 1e-8), the same lr schedule and gradient
@@ -259,6 +260,8 @@ PROFILE_POINTS = [
     ("      LlamaForCausalLM.forward", "transformers.models.llama.modeling_llama:LlamaForCausalLM", "forward"),
     ("    spike guard: engine._all_reduce (loss.item())", "kgov_train.train.engine:", "_all_reduce"),
     ("  DeepSpeedEngine.backward", "deepspeed.runtime.engine:DeepSpeedEngine", "backward"),
+    ("    DeepSpeedEngine.allreduce_gradients (stage 0/1: buffered all-reduce)", "deepspeed.runtime.engine:DeepSpeedEngine",
+     "allreduce_gradients"),
     ("    ZeRO-2 grad hook: reduce_independent_p_g_buckets_and_remove_grads", _Z12,
      "reduce_independent_p_g_buckets_and_remove_grads"),
     ("      ZeRO-2 reduce_ipg_grads (one per full bucket)", _Z12, "reduce_ipg_grads"),

@@ -1,9 +1,14 @@
-"""A real one-node Slurm cluster for tests: the `slurm_cluster` fixture, `sbatch` and `wait_for_job`.
+"""A real Slurm cluster on this machine for tests: the `slurm_cluster` and `slurm_cluster_2nodes` fixtures,
+`sbatch` and `wait_for_job`.
 
-The fixture runs `scripts/dev_slurm_cluster.sh up` once per session (the first time on a
-machine it apt-installs slurm-wlm and munge, ~20 s), exports SLURM_CONF for the session,
-and stops the cluster again at the end if it was this session that started it
-(KGOV_SLURM_KEEP=1 leaves it running).
+`slurm_cluster` runs `scripts/dev_slurm_cluster.sh up` once per session (the first time on a
+machine it apt-installs slurm-wlm and munge, ~20 s): one node, or the cluster already up (a
+two-node one too). It exports SLURM_CONF for the session and stops the cluster again at the end
+if it was this session that started it (KGOV_SLURM_KEEP=1 leaves it running).
+
+`slurm_cluster_2nodes` (module scope) needs two nodes, each slurmd in its own network and UTS
+namespace (`--nodes 2 up`, a few seconds): a one-node cluster that is up (the session's, or one
+started by hand, if it has no jobs) is taken down for the module and brought up again after it.
 
 KGOV_SLURM_TESTS: "0" skips every test that uses the fixture; "1" makes a cluster that
 cannot be brought up a test failure instead of a skip; unset: try, and skip with the
@@ -21,6 +26,7 @@ configures; `sacct` is tried last, for clusters that have accounting.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -57,6 +63,7 @@ class SlurmCluster:
     logdir: Path
     nodes: tuple[str, ...]
     started_here: bool
+    ifname: str = ""  # two nodes and more: the interface every node has on the nodes' bridge (kgov0)
 
 
 def _script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -70,34 +77,94 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster():
+def _preflight() -> None:
     if os.environ.get("KGOV_SLURM_TESTS") == "0":
         pytest.skip("KGOV_SLURM_TESTS=0")
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         _unavailable("the dev Slurm cluster needs root (apt-get install, daemons): run as root")
     if shutil.which("bash") is None:
         _unavailable("no bash")
+
+
+def _up(*args: str) -> tuple[bool, str]:
+    """`scripts/dev_slurm_cluster.sh [args] up` -> (started here, ""), or (False, why not) when it failed."""
+    cmd = " ".join(("scripts/dev_slurm_cluster.sh", *args, "up"))
     try:
-        res = _script("up", timeout=UP_TIMEOUT_S)
+        res = _script(*args, "up", timeout=UP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        _unavailable(f"scripts/dev_slurm_cluster.sh up took more than {UP_TIMEOUT_S}s")
+        return False, f"{cmd} took more than {UP_TIMEOUT_S}s"
     if res.returncode != 0:
         lines = (res.stderr.strip() or res.stdout.strip() or f"exit {res.returncode}").splitlines()
         error = next((line for line in reversed(lines) if "ERROR" in line), lines[-1])
         log_tail = [line for line in lines if "ERROR" not in line][-4:]  # slurmd's / slurmctld's last words
-        _unavailable(f"scripts/dev_slurm_cluster.sh up failed: {error} | last log lines: " + " | ".join(log_tail))
-    started_here = "already up" not in res.stdout
+        return False, f"{cmd} failed: {error} | last log lines: " + " | ".join(log_tail)
+    return "already up" not in res.stdout, ""
+
+
+def _cluster(started_here: bool) -> SlurmCluster:
     env = dict(line.split("=", 1) for line in _script("env", timeout=30).stdout.splitlines() if "=" in line)
-    cluster = SlurmCluster(conf=Path(env["SLURM_CONF"]), jobcomp=Path(env["KGOV_SLURM_JOBCOMP"]),
-                           logdir=Path(env["KGOV_SLURM_LOGDIR"]), nodes=tuple(env["KGOV_SLURM_NODES"].split()),
-                           started_here=started_here)
+    return SlurmCluster(conf=Path(env["SLURM_CONF"]), jobcomp=Path(env["KGOV_SLURM_JOBCOMP"]),
+                        logdir=Path(env["KGOV_SLURM_LOGDIR"]), nodes=tuple(env["KGOV_SLURM_NODES"].split()),
+                        started_here=started_here, ifname=env.get("KGOV_SLURM_IFNAME", ""))
+
+
+def _running() -> SlurmCluster | None:
+    """The dev cluster if its slurmctld answers now, else None."""
+    return _cluster(False) if _script("status", timeout=60).returncode == 0 else None
+
+
+@contextlib.contextmanager
+def _client_env(cluster: SlurmCluster):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLURM_CONF", str(cluster.conf))  # for sbatch/squeue run by the code under test too
         mp.setenv("KGOV_SLURM_JOBCOMP", str(cluster.jobcomp))
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    _preflight()
+    started_here, error = _up()
+    if error:
+        _unavailable(error)
+    with _client_env(_cluster(started_here)) as cluster:
+        yield cluster
     if started_here and os.environ.get("KGOV_SLURM_KEEP") != "1":
         _script("down", timeout=120)
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster_2nodes():
+    """Two nodes, kgov-n1 and kgov-n2, each slurmd in its own network and UTS namespace (`--nodes 2 up`). A cluster of
+    another size that is up is taken down for the module and brought back after it.
+
+    Skips with the script's reason where they cannot be had (no CAP_NET_ADMIN, no bridge/veth support, ...)."""
+    _preflight()
+    before = _running()
+    if before is not None and len(before.nodes) == 2:  # already there (KGOV_SLURM_KEEP=1, or by hand)
+        with _client_env(before) as cluster:
+            yield cluster
+        return
+    if before is not None:
+        jobs = slurm("squeue", "-h", "-o", "%A", check=False).stdout.split()
+        if jobs:
+            _unavailable(f"a {len(before.nodes)}-node dev cluster is up with jobs {' '.join(jobs)}: "
+                         "the two-node tests would cancel them")
+        _script("down", timeout=120)
+    started_here, error = _up("--nodes", "2")
+    if error:
+        if before is not None:
+            _up("--nodes", str(len(before.nodes)))  # give the session back its cluster
+        _unavailable(error)
+    try:
+        with _client_env(_cluster(started_here)) as cluster:
+            yield cluster
+    finally:
+        if before is not None or os.environ.get("KGOV_SLURM_KEEP") != "1":
+            _script("down", timeout=120)
+        if before is not None:
+            _, error = _up("--nodes", str(len(before.nodes)))
+            assert not error, f"could not bring the {len(before.nodes)}-node dev cluster back: {error}"
 
 
 def _slurm_env() -> dict[str, str]:

@@ -189,7 +189,8 @@ def test_eval_stage_in_process_without_network(upstream_run, tmp_path, no_networ
     for name in ("data", "tokenizer", "shards"):
         shutil.copytree(upstream_run / name, run_dir / name)
     _fake_finals(run_dir)
-    overrides = ["recipe=smoke", f"run_dir={run_dir}", "stages=[eval]", "eval.max_new_tokens=4", "eval.limit=6"]
+    overrides = ["recipe=smoke", f"run_dir={run_dir}", "sft_stages=null", "stages=[eval]", "eval.max_new_tokens=4",
+                 "eval.limit=6"]
     run_chain(overrides)
     check_eval_dir(run_dir, ("pretrain", "sft", "dpo"), limit=6)
     # A rerun with the same models, prompts and tasks is skipped.

@@ -221,13 +221,15 @@ from tests.test_train_stages import fd_output, run_chain, upstream_run  # noqa: 
 
 @pytest.fixture(scope="module")
 def papered_run(upstream_run, tmp_path_factory) -> Path:
-    """pretrain/sft/dpo, briefly, on a copy of the session's data/tokenizer/shards (test_train_stages trains and
-    kills its own chain in the original folder, so it is not shared)."""
+    """pretrain, the smoke recipe's two named SFT stages and dpo, briefly, on a copy of the session's
+    data/tokenizer/shards (test_train_stages trains and kills its own chain in the original folder, so it is not
+    shared)."""
     run = tmp_path_factory.mktemp("papers") / "run"
     for name in ("data", "tokenizer", "shards"):
         shutil.copytree(upstream_run / name, run / name)
     overrides = ["recipe=smoke", f"run_dir={run}", "pretrain.max_steps=4", "pretrain.save_steps=4",
-                 "pretrain.eval_sequences=2", "sft.max_steps=2", "sft.save_steps=2", "dpo.max_steps=2",
+                 "pretrain.eval_sequences=2", "sft_stages.sft_general.max_steps=2", "sft_stages.sft_general.save_steps=2",
+                 "sft_stages.sft_domain.max_steps=2", "sft_stages.sft_domain.save_steps=2", "dpo.max_steps=2",
                  "dpo.save_steps=2", "dpo.zero_stage=3", "stages=[pretrain,sft,dpo]"]
     with fd_output(run.parent / "train.log"):
         run_chain(overrides)
@@ -242,8 +244,10 @@ def test_training_writes_papers_into_every_final(papered_run):
     recipe = compose_cfg(["recipe=smoke"]).data
     data_m = json.loads((run / "data" / "manifest.json").read_text())
     index = json.loads((run / "shards" / "index.json").read_text())
-    for stage, base in (("pretrain", "Trained from scratch"), ("sft", "Fine-tuned from the `pretrain` stage"),
-                        ("dpo", "Fine-tuned from the `sft` stage")):
+    order = ["data", "tokenizer", "shards", "pretrain", "sft_general", "sft_domain", "dpo"]
+    for stage, base in (("pretrain", "Trained from scratch"), ("sft_general", "Fine-tuned from the `pretrain` stage"),
+                        ("sft_domain", "Fine-tuned from the `sft_general` stage"),
+                        ("dpo", "Fine-tuned from the `sft_domain` stage")):
         final = run / stage / "final"
         m = json.loads((run / stage / "manifest.json").read_text())
         sealed = {o["path"] for o in m["outputs"]}
@@ -273,7 +277,11 @@ def test_training_writes_papers_into_every_final(papered_run):
         assert bom["software"]["packages"] == m["versions"] and bom["software"]["git_commit"] == m["git_commit"]
 
         chain = [s["stage"] for s in bom["stages"]]
-        assert chain == ["data", "tokenizer", "shards", "pretrain", "sft", "dpo"][: chain.index(stage) + 1]
+        assert chain == order[: order.index(stage) + 1]  # the lineage, named SFT stages included
+        every = {("sft_general", "sft.jsonl"), ("sft_domain", "constitution_qa.jsonl"),
+                 ("sft_domain", "ChatbotData.csv"), ("dpo", "dpo.jsonl")}
+        finetune = {(f["stage"], Path(f["path"]).name) for f in bom["data"]["finetune_files"]}
+        assert finetune == {(s, n) for s, n in every if order.index(s) <= order.index(stage)}, stage
         for s in bom["stages"][:-1]:
             up = json.loads((run / s["stage"] / "manifest.json").read_text())
             assert s["fingerprint"] == up["fingerprint"] and s["outputs"] == up["outputs"]

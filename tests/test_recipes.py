@@ -79,12 +79,41 @@ def test_every_shipped_recipe_and_group_composes():
         (["tokenizer.extend_from=/nope"], "tokenizer.extend_from: /nope is not a local tokenizer folder"),
         (["tokenizer.user_defined_symbols=['<s>']"], "tokenizer.user_defined_symbols: non-empty, distinct"),
         (["tokenizer.heldout_fraction=1.0"], "tokenizer.heldout_fraction: in "),
+        (["dpo.loss_type=simgoid"], "dpo.loss_type: one of sigmoid, hinge, ipo"),
+        (["dpo.beta=0"], "dpo.beta: must be > 0"),
     ],
 )
 def test_semantic_checks(overrides, message):
     cfg = compose_cfg(["recipe=smoke", *overrides])
     with pytest.raises(RecipeError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         validate(cfg)
+
+
+def test_named_sft_stages_errors_name_the_key_that_sets_the_value():
+    """A bad `sft` key inherited by both named SFT stages is reported once, under sft.*; a named stage's own bad key
+    under sft_stages.<name>.*; an unknown key or a bad stage name is refused before anything runs."""
+    def problems(*overrides: str) -> list[str]:
+        with pytest.raises(RecipeError) as e:
+            validate(compose_cfg(["recipe=smoke", *overrides]))
+        return str(e.value).splitlines()[1:]
+
+    assert problems("sft.micro_batch_size=0") == ["  sft.micro_batch_size: must be >= 1, got 0"]
+    assert problems("+sft_stages.sft_domain.overlong=cut") == [
+        "  sft_stages.sft_domain.overlong: truncate or drop, got 'cut'"]
+    assert problems("sft.lora.enabled=true", "+sft_stages.sft_general.lora.r=0") == [
+        "  sft_stages.sft_general.lora.r: must be >= 1, got 0"]
+    assert "sft_stages.sft_domain.bogus: Key 'bogus' not in" in problems("+sft_stages.sft_domain.bogus=1")[0]
+    assert problems("+sft_stages.domain={}")[0].startswith("  sft_stages.domain: a named SFT stage is sft_<")
+    assert problems("+sft_stages.sft_domain.datasets=[{name: x, inputs: []}]")[0].startswith(
+        "  sft_stages.sft_domain.datasets[0]")
+    # The smoke recipe's named stages: sft_domain's own learning rate and datasets, sft's other keys.
+    from kgov_train.config.sections import section
+
+    cfg = compose_cfg(["recipe=smoke", "sft.warmup_steps=7"])
+    general, domain = section(cfg, "sft_general"), section(cfg, "sft_domain")
+    assert general.warmup_steps == domain.warmup_steps == 7
+    assert domain.learning_rate != general.learning_rate == cfg.sft.learning_rate
+    assert [d.name for d in domain.datasets] != [d.name for d in general.datasets] and not domain.data
 
 
 def test_unknown_source_encoding_names_the_source_key():

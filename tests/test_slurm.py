@@ -25,7 +25,7 @@ def test_templates_are_valid_bash():
 def test_render_four_node_chain():
     cfg = compose_cfg(FOUR_NODES)
     jobs = {j.stage: j for j in render_chain(cfg, FOUR_NODES)}
-    assert list(jobs) == ["data", "tokenizer", "shards", "pretrain", "sft", "dpo", "eval"]
+    assert list(jobs) == ["data", "tokenizer", "shards", "pretrain", "sft_general", "sft_domain", "dpo", "eval"]
     for job in jobs.values():
         bash_n(job.script)
         assert f"'stages=[{job.stage}]'" in job.script
@@ -44,7 +44,8 @@ def test_dry_run_chains_with_afterok(capsys):
     cfg = compose_cfg(FOUR_NODES)
     ids = submit(cfg, FOUR_NODES, dry_run=True)
     out = capsys.readouterr().out
-    assert ids == [f"<{s}>" for s in ("data", "tokenizer", "shards", "pretrain", "sft", "dpo", "eval")]
+    assert ids == [f"<{s}>" for s in ("data", "tokenizer", "shards", "pretrain", "sft_general", "sft_domain", "dpo",
+                                      "eval")]
     assert "sbatch --parsable --dependency=afterok:<shards> --kill-on-invalid-dep=yes /scratch/runs/k/slurm/03-pretrain.sbatch" in out
     assert "--dependency" not in out.split("01-tokenizer")[0]
 
@@ -53,5 +54,7 @@ def test_cli_submit_dry_run_subset(tmp_path):
     res = subprocess.run([sys.executable, "-m", "kgov_train.cli", "submit", *FOUR_NODES[:-1], f"run_dir={tmp_path}",
                           "stages=[sft,dpo]", "--dry-run"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert "00-sft.sbatch" in res.stdout and "--dependency=afterok:<sft>" in res.stdout
+    # `sft` names both SFT stages of the smoke recipe; each waits for the one before it
+    assert "00-sft_general.sbatch" in res.stdout and "--dependency=afterok:<sft_general>" in res.stdout
+    assert "--dependency=afterok:<sft_domain> --kill-on-invalid-dep=yes" in res.stdout and "02-dpo.sbatch" in res.stdout
     assert not (tmp_path / "slurm").exists(), "a dry run writes nothing"

@@ -4,7 +4,6 @@ loss of an uninterrupted run."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 
 from tests.slurm_cluster import _slurm_env, slurm, slurm_cluster, wait_for_job  # noqa: F401 (fixture)
 from tests.test_train_stages import manifest, metrics_rows, run_chain, upstream_run  # noqa: F401 (fixture)
+from tests.helpers import compose_cfg
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 STEPS = 40
@@ -72,11 +72,13 @@ def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_loss(slurm_c
 def test_submit_runs_the_whole_smoke_chain_as_dependent_jobs(slurm_cluster, upstream_run, tmp_path):
     """`kgov-train submit recipe=smoke cluster=dev_slurm_cpu`: every stage a job, chained with afterok, each
     sealing the same outputs a local run seals (data, tokenizer and shards byte for byte)."""
-    from kgov_train.config.schema import CHAIN
+    from kgov_train.stages import chain
 
     run_dir = tmp_path / "chain"
-    short = ["pretrain.max_steps=20", "pretrain.save_steps=10", "sft.max_steps=6", "sft.save_steps=3",
-             "dpo.max_steps=4", "dpo.save_steps=2"]
+    short = ["pretrain.max_steps=20", "pretrain.save_steps=10", "sft_stages.sft_general.max_steps=6",
+             "sft_stages.sft_general.save_steps=3", "sft_stages.sft_domain.max_steps=4",
+             "sft_stages.sft_domain.save_steps=2", "dpo.max_steps=4", "dpo.save_steps=2"]
+    CHAIN = [s.name for s in chain(compose_cfg(["recipe=smoke"]))]  # sft_general, sft_domain among them
     res = subprocess.run([sys.executable, "-m", "kgov_train.cli", "submit", "recipe=smoke", f"run_dir={run_dir}",
                           "cluster=dev_slurm_cpu", "nproc_per_node=2", *short],
                          capture_output=True, text=True, timeout=120, env=_slurm_env())
@@ -93,6 +95,6 @@ def test_submit_runs_the_whole_smoke_chain_as_dependent_jobs(slurm_cluster, upst
     for stage in ("data", "tokenizer", "shards"):  # deterministic stages: the local run's bytes
         assert [(o["path"], o["sha256"]) for o in manifest(run_dir / stage)["outputs"]] == [
             (o["path"], o["sha256"]) for o in manifest(upstream_run / stage)["outputs"]], stage
-    for stage in ("pretrain", "sft", "dpo"):
+    for stage in ("pretrain", "sft_general", "sft_domain", "dpo"):
         assert (run_dir / stage / "final" / "config.json").is_file()
         assert manifest(run_dir / stage)["metrics"]["world_size"] == 2

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from kgov_train.config.schema import CHAIN
+from kgov_train.stages import chain
+from tests.helpers import compose_cfg
 
 pytestmark = pytest.mark.slow
+CHAIN = [s.name for s in chain(compose_cfg(["recipe=smoke"]))]  # with the named SFT stages sft_general, sft_domain
 HANGUL = re.compile(r"[가-힣]")
 
 
@@ -53,9 +55,12 @@ def test_every_stage_is_sealed_with_the_contract_fields(smoke_run):
             assert m[key] not in (None, ""), (stage, key)
         assert all(len(o["sha256"]) == 64 for o in m["outputs"])
     assert {i["from_stage"] for i in manifest(smoke_run, "shards")["inputs"]} == {"data", "tokenizer"}
-    assert any("pretrain/final" in i["path"] for i in manifest(smoke_run, "sft")["inputs"])
-    assert any("sft/final" in i["path"] for i in manifest(smoke_run, "dpo")["inputs"])
-    assert any(i["path"].endswith("sft.jsonl") for i in manifest(smoke_run, "sft")["inputs"])
+    assert CHAIN == ["data", "tokenizer", "shards", "pretrain", "sft_general", "sft_domain", "dpo", "eval"]
+    assert any("pretrain/final" in i["path"] for i in manifest(smoke_run, "sft_general")["inputs"])
+    assert any("sft_general/final" in i["path"] for i in manifest(smoke_run, "sft_domain")["inputs"])
+    assert any("sft_domain/final" in i["path"] for i in manifest(smoke_run, "dpo")["inputs"])
+    assert any(i["path"].endswith("sft.jsonl") for i in manifest(smoke_run, "sft_general")["inputs"])
+    assert any(i["path"].endswith("constitution_qa.jsonl") for i in manifest(smoke_run, "sft_domain")["inputs"])
 
 
 def test_data_stage_accounts_for_every_document(smoke_run):
@@ -72,7 +77,7 @@ def test_training_stages_leave_checkpoints_metrics_and_loadable_models(smoke_run
     tok_dir = smoke_run / "tokenizer"
     vocab = len(AutoTokenizer.from_pretrained(tok_dir))
     assert json.loads((smoke_run / "shards" / "index.json").read_text())["splits"]["train"]["tokens"] > 0
-    for stage in ("pretrain", "sft", "dpo"):
+    for stage in ("pretrain", "sft_general", "sft_domain", "dpo"):
         assert any((smoke_run / stage / "checkpoints").glob("checkpoint-*")), stage
         lines = [json.loads(x) for x in (smoke_run / stage / "metrics.jsonl").read_text().splitlines() if x.strip()]
         assert lines and all({"step", "loss", "tokens_per_sec"} <= set(x) for x in lines), stage
@@ -98,6 +103,59 @@ def test_dpo_model_chats_in_korean_through_its_template(smoke_run):
         out = model.generate(**batch, max_new_tokens=24, min_new_tokens=8, do_sample=False)
     reply = tok.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     assert HANGUL.search(reply), reply
+
+
+def test_dpo_raises_the_held_out_preference(smoke_run):
+    """Held-out pairs scored after training by the DPO model and by its reference (the sft_domain model it started
+    from): the share of pairs whose chosen answer is likelier rises; TRL's implicit reward accuracy starts at 0."""
+    m = manifest(smoke_run, "dpo")["metrics"]
+    h = m["held_out"]
+    assert h["pairs"] == m["validation_records"] > 0
+    assert h["logp_accuracy"] > h["logp_accuracy_before"] and h["logp_margin"] > h["logp_margin_before"]
+    assert h["reward_accuracy"] > 0.5 and h["reward_margin"] > 0
+    card = (smoke_run / "dpo" / "final" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert f"| dpo | held_out.logp_accuracy | {h['logp_accuracy']:.4g} |" in card
+
+
+@pytest.fixture(scope="module")
+def lora_run(smoke_run, tmp_path_factory) -> Path:
+    """sft_general -> sft_domain -> dpo again with LoRA, from the smoke run's pretrain model."""
+    import shutil
+
+    run_dir = tmp_path_factory.mktemp("lora") / "run"
+    for stage in ("data", "tokenizer", "shards", "pretrain"):
+        shutil.copytree(smoke_run / stage, run_dir / stage)
+    kgov(run_dir, "stages=[sft_general,sft_domain,dpo]", "sft.lora.enabled=true", "sft.learning_rate=3e-3",
+         "dpo.lora.enabled=true")
+    return run_dir
+
+
+def test_lora_chain_ships_merged_models_with_their_adapters(lora_run, smoke_run):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    previous = AutoModelForCausalLM.from_pretrained(lora_run / "pretrain" / "final")
+    for stage in ("sft_general", "sft_domain", "dpo"):
+        m = manifest(lora_run, stage)
+        assert {o["path"].split("/")[0] for o in m["outputs"]} == {"final", "metrics.jsonl", "rejects", "adapter"}
+        assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"} <= {o["path"] for o in m["outputs"]}
+        metrics = m["metrics"]
+        assert metrics["lora"]["r"] == 16 and 0 < metrics["trainable_parameters"] < metrics["parameters"] / 5
+        # final/ loads with plain transformers (no peft), the same shape as the base, and differs from it: the
+        # adapter was merged in.
+        model, info = AutoModelForCausalLM.from_pretrained(lora_run / stage / "final", output_loading_info=True)
+        assert not any(info.values()), info
+        assert not any("lora" in k for k in load_file(lora_run / stage / "final" / "model.safetensors"))
+        now, before = dict(model.named_parameters()), dict(previous.named_parameters())
+        assert now.keys() == before.keys()
+        changed = [k for k in now if not torch.equal(now[k], before[k])]
+        assert changed and all(k.endswith("proj.weight") for k in changed), changed
+        previous = model
+    card = (lora_run / "dpo" / "final" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "| lora | r=16, alpha=32" in card and "adapter/adapter_model.safetensors" in card
+    h = manifest(lora_run, "dpo")["metrics"]["held_out"]
+    assert h["logp_accuracy"] > h["logp_accuracy_before"] and h["reward_accuracy"] > 0.5
 
 
 def test_rerun_skips_every_complete_stage(smoke_run):

@@ -11,7 +11,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -114,7 +113,7 @@ def trained(upstream_run, tmp_path_factory) -> SimpleNamespace:
     (extra / "bad_dpo.jsonl").write_text("\n".join(BAD_DPO) + "\n", encoding="utf-8")
     run_dir = upstream_run
     overrides = [
-        "recipe=smoke", f"run_dir={run_dir}",
+        "recipe=smoke", f"run_dir={run_dir}", "sft_stages=null",  # one `sft` stage (the named ones: test_smoke_chain)
         f"pretrain.max_steps={PRETRAIN_STEPS}", f"pretrain.save_steps={SAVE_STEPS}", "pretrain.eval_sequences=4",
         "sft.max_steps=6", "sft.save_steps=3", "sft.zero_stage=3", "sft.report_to=[wandb]",
         f"sft.data=['{CHAT / 'sft.jsonl'}','{extra / 'bad_sft.jsonl'}']",
@@ -360,30 +359,6 @@ def test_packed_windows_span_files_and_drop_the_tail(monkeypatch):
 
     again = pickle.loads(pickle.dumps(ds))  # dataloader workers reopen the files
     assert again[1]["input_ids"].tolist() == ds[1]["input_ids"].tolist()
-
-
-def test_invalid_chat_records_are_counted_and_skipped(tmp_path):
-    from kgov_train.train.data import TrainDataError, read_jsonl_records
-
-    good = json.dumps({"messages": [{"role": "system", "content": "공손하게"}, {"role": "user", "content": "안녕"},
-                                    {"role": "assistant", "content": "안녕하세요"}], "id": "x"})
-    f = tmp_path / "sft.jsonl"
-    f.write_text("\n".join([good, *BAD_SFT, "", good]) + "\n", encoding="utf-8")
-    records, skipped = read_jsonl_records([f], "sft")
-    assert len(records) == 2 and set(records[0]) == {"messages"}
-    assert sum(skipped.values()) == len(BAD_SFT)
-
-    good_dpo = json.dumps({"prompt": [{"role": "user", "content": "질문"}],
-                           "chosen": [{"role": "assistant", "content": "좋은 답"}],
-                           "rejected": [{"role": "assistant", "content": "나쁜 답"}]})
-    f = tmp_path / "dpo.jsonl"
-    f.write_text("\n".join([good_dpo, *BAD_DPO]) + "\n", encoding="utf-8")
-    records, skipped = read_jsonl_records([f], "dpo")
-    assert len(records) == 1 and skipped == {"chosen_no_messages": 1, "prompt_not_ending_with_user": 1}
-
-    f.write_text("\n".join(BAD_DPO) + "\n", encoding="utf-8")
-    with pytest.raises(TrainDataError, match="no valid record"):
-        read_jsonl_records([f], "dpo")
 
 
 def test_partial_checkpoints_are_not_resumed(tmp_path):

@@ -145,20 +145,65 @@ class PretrainConfig(TrainStageConfig):
 
 
 @dataclass
-class SFTConfig(TrainStageConfig):
-    data: List[str] = field(default_factory=list)  # jsonl files with a `messages` list
-    max_length: int = 1024
-    learning_rate: float = 2e-5
-    assistant_only_loss: bool = True
+class ChatDatasetConfig:
+    """One chat (SFT) or preference (DPO) dataset of `sft.datasets` / `dpo.datasets`: local files, their layout,
+    their share of the mixture and a cap."""
+
+    name: str = MISSING
+    inputs: List[str] = field(default_factory=list)  # jsonl / json / parquet files or globs (local only)
+    # auto | messages | alpaca (instruction/input/output, KoAlpaca) | qa (question/answer columns) for SFT;
+    # auto | preference (prompt/chosen/rejected, conversational or plain strings) for DPO
+    format: str = "auto"
+    weight: float = 1.0  # relative share of the training mixture (records), after caps
+    max_records: Optional[int] = None  # cap: at most this many of the dataset's valid records (seeded sample)
+    license: str = "unknown"
+    question_key: Optional[str] = None  # qa: the question column (null: the first of question, Q, 질문, instruction)
+    answer_key: Optional[str] = None  # qa: the answer column (null: the first of answer, A, 답변, output)
+    system_prompt: Optional[str] = None  # null: the stage's system_prompt
 
 
 @dataclass
-class DPOConfig(TrainStageConfig):
-    data: List[str] = field(default_factory=list)  # jsonl: prompt/chosen/rejected as message lists
-    max_length: int = 1024
+class LoraConfig:
+    """`sft.lora` / `dpo.lora`: peft LoRA. final/ is the merged model, the adapter is kept beside it."""
+
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                                "gate_proj", "up_proj", "down_proj"])
+    modules_to_save: List[str] = field(default_factory=list)  # e.g. [embed_tokens, lm_head] after a vocab extension
+    # QLoRA: the base loaded in 4-bit (bitsandbytes NF4). Needs a CUDA GPU and bitsandbytes; refused on CPU.
+    qlora: bool = False
+
+
+@dataclass
+class ChatStageConfig(TrainStageConfig):
+    """What SFT and DPO share: datasets, validation split, record checks, LoRA."""
+
+    data: List[str] = field(default_factory=list)  # shorthand: files of one dataset named "data", format auto
+    datasets: List[ChatDatasetConfig] = field(default_factory=list)
+    validation_fraction: float = 0.05  # of each dataset's records (by hash), held out
+    max_validation_records: int = 200  # per stage, at most
+    system_prompt: Optional[str] = None  # added to records without a system turn, e.g. "당신은 ... 도우미입니다."
+    max_length: int = 1024  # tokens
+    overlong: str = "truncate"  # truncate | drop: records longer than max_length (both counted)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class SFTConfig(ChatStageConfig):
+    learning_rate: float = 2e-5
+    assistant_only_loss: bool = True
+    packing: bool = False  # several records per row, attention kept within each record (position_ids)
+
+
+@dataclass
+class DPOConfig(ChatStageConfig):
     learning_rate: float = 5e-7
     beta: float = 0.1
-    loss_type: str = "sigmoid"
+    loss_type: str = "sigmoid"  # TRL's: sigmoid | ipo | hinge | robust | exo_pair | nca_pair | bco_pair | sppo_hard | ...
+    precompute_ref_log_probs: bool = False  # score the reference once before training (no reference in memory)
 
 
 @dataclass
@@ -242,6 +287,9 @@ class KGovConfig:
     shards: ShardsConfig = field(default_factory=ShardsConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    # Named SFT stages run in this order instead of `sft`, each from the previous one's final/ (e.g. sft_general,
+    # then sft_domain): each value holds the keys that differ from `sft`.
+    sft_stages: Optional[Dict[str, Any]] = None
     dpo: DPOConfig = field(default_factory=DPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

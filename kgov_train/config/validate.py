@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from data_prep.corpus.readers import encoding_problem
-from kgov_train.config.schema import CHAIN
+from kgov_train.config.sections import SectionError, key_of, section, sft_stage_names, where
 
 
 class RecipeError(ValueError):
@@ -73,9 +73,12 @@ def validate(cfg: DictConfig) -> None:
         if not ok:
             errors.append(msg)
 
-    unknown = [s for s in cfg.stages if s not in CHAIN]
-    check(not unknown, f"stages: unknown stage(s) {unknown}; the chain is {CHAIN}")
-    check(len(cfg.stages) > 0, "stages: empty list; name at least one of " + ", ".join(CHAIN))
+    from kgov_train.stages import chain
+
+    names = [s.name for s in chain(cfg)]
+    unknown = [s for s in cfg.stages if s not in names and s != "sft"]
+    check(not unknown, f"stages: unknown stage(s) {unknown}; the chain is {names}")
+    check(len(cfg.stages) > 0, "stages: empty list; name at least one of " + ", ".join(names))
     check(cfg.nproc_per_node >= 1, f"nproc_per_node: must be >= 1, got {cfg.nproc_per_node}")
     check(cfg.nnodes >= 1, f"nnodes: must be >= 1, got {cfg.nnodes}")
     check(cfg.cluster.device in ("cpu", "cuda"), f"cluster.device: 'cpu' or 'cuda', got '{cfg.cluster.device}'")
@@ -86,6 +89,8 @@ def validate(cfg: DictConfig) -> None:
           f"cluster.precision: {cfg.cluster.precision} training needs a GPU; use fp32 with cluster.device=cpu")
 
     stages = set(cfg.stages)
+    if "sft" in stages:  # every SFT stage
+        stages |= set(sft_stage_names(cfg))
     if "data" in stages:
         try:
             source_files(cfg)
@@ -125,19 +130,21 @@ def validate(cfg: DictConfig) -> None:
         sp = cfg.pretrain.spike
         check(sp.policy in ("none", "skip", "rollback"), f"pretrain.spike.policy: none, skip or rollback, got '{sp.policy}'")
         check(sp.factor > 1, f"pretrain.spike.factor: must be > 1, got {sp.factor}")
-    for name in ("pretrain", "sft", "dpo"):
-        if name not in stages:
+    training = [n for n in ("pretrain", *sft_stage_names(cfg), "dpo") if n in stages]
+    sections = {}
+    for name in training:
+        try:
+            sections[name] = s = section(cfg, name)
+        except SectionError as e:
+            errors.append(str(e))
             continue
-        s = cfg[name]
-        for key in ("max_steps", "save_steps", "logging_steps", "micro_batch_size", "gradient_accumulation_steps"):
-            check(s[key] >= 1, f"{name}.{key}: must be >= 1, got {s[key]}")
-        check(s.zero_stage is None or s.zero_stage in (0, 1, 2, 3), f"{name}.zero_stage: 0, 1, 2 or 3, got {s.zero_stage}")
-        if name in ("sft", "dpo"):
-            check(len(s.data) > 0, f"{name}.data: empty; list the {name.upper()} jsonl files")
-            try:
-                resolve_globs(list(s.data), f"{name}.data")
-            except RecipeError as e:
-                errors.append(str(e))
+        key = key_of(cfg, name)
+        for k in ("max_steps", "save_steps", "logging_steps", "micro_batch_size", "gradient_accumulation_steps"):
+            check(s[k] >= 1, f"{where(cfg, name, k)}: must be >= 1, got {s[k]}")
+        check(s.zero_stage is None or s.zero_stage in (0, 1, 2, 3),
+              f"{where(cfg, name, 'zero_stage')}: 0, 1, 2 or 3, got {s.zero_stage}")
+        if name != "pretrain":
+            errors += chat_stage_problems(cfg, name, key, s)
     zero = cfg.deepspeed.get("zero_optimization", {}) if cfg.deepspeed else {}
     if "pretrain" in stages:
         check(cfg.pretrain.seq_len <= cfg.model.max_position_embeddings,
@@ -146,8 +153,55 @@ def validate(cfg: DictConfig) -> None:
               "model.hidden_size: must be divisible by model.num_attention_heads")
         if cfg.model.init_from:
             check(Path(cfg.model.init_from).is_dir(), f"model.init_from: '{cfg.model.init_from}' is not a local folder (no hub downloads)")
-    if zero.get("offload_param") and any(cfg[n].zero_stage not in (None, 3) for n in ("pretrain", "sft", "dpo") if n in stages):
+    if zero.get("offload_param") and any(s.zero_stage not in (None, 3) for s in sections.values()):
         errors.append("deepspeed.zero_optimization.offload_param: needs ZeRO-3; a training stage sets zero_stage below 3")
 
-    if errors:
-        raise RecipeError("invalid recipe:\n  " + "\n  ".join(errors))
+    if errors:  # an `sft` key inherited by several named SFT stages is reported once
+        raise RecipeError("invalid recipe:\n  " + "\n  ".join(dict.fromkeys(errors)))
+
+
+# TRL 1.16 DPOConfig.loss_type values (checked here so that a typo fails before any model loads)
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+
+def chat_stage_problems(cfg: DictConfig, name: str, key: str, s: DictConfig) -> list[str]:
+    """What is wrong with an SFT or DPO stage's section (`key` is where its own keys live, for the messages)."""
+    from kgov_train.chat import dataset_specs
+
+    errors = []
+    kind = "dpo" if name == "dpo" else "sft"
+    try:
+        dataset_specs(s, kind, key)  # both or neither of data/datasets, globs, formats, weights: the first problem
+    except RecipeError as e:
+        errors.append(str(e))
+    if not 0 <= s.validation_fraction < 1:
+        errors.append(f"{where(cfg, name, 'validation_fraction')}: in [0, 1), got {s.validation_fraction}")
+    if s.overlong not in ("truncate", "drop"):
+        errors.append(f"{where(cfg, name, 'overlong')}: truncate or drop, got '{s.overlong}'")
+    if kind == "dpo":
+        if s.loss_type not in DPO_LOSS_TYPES:
+            errors.append(f"dpo.loss_type: one of {', '.join(DPO_LOSS_TYPES)}; got '{s.loss_type}'")
+        if not s.beta > 0:
+            errors.append(f"dpo.beta: must be > 0, got {s.beta}")
+    from kgov_train.train.lora import qlora_problem
+
+    problem = qlora_problem(cfg, name)  # torch-free: needs LoRA on, a CUDA device and bitsandbytes
+    if problem:
+        errors.append(problem)
+    if kind == "sft" and s.packing:
+        from kgov_train.train.packing import PackingError, packing_kwargs
+
+        try:
+            packing_kwargs(cfg, name)
+        except PackingError as e:
+            errors.append(str(e))
+    if s.lora.enabled:
+        if s.lora.r < 1:
+            errors.append(f"{where(cfg, name, 'lora.r')}: must be >= 1, got {s.lora.r}")
+        if not 0 <= s.lora.dropout < 1:
+            errors.append(f"{where(cfg, name, 'lora.dropout')}: in [0, 1), got {s.lora.dropout}")
+        if not s.lora.target_modules:
+            errors.append(f"{where(cfg, name, 'lora.target_modules')}: empty; name the linear layers to adapt "
+                          "(e.g. q_proj, v_proj)")
+    return errors

@@ -51,10 +51,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def gather_run(run_dir: Path) -> dict[str, Any]:
-    """What the upstream stages left: loss curves, data funnel, tokenizer figures (each absent when missing)."""
+def gather_run(run_dir: Path, training: list[str] | tuple[str, ...] = TRAINING) -> dict[str, Any]:
+    """What the upstream stages left: loss curves of the `training` stages, data funnel, tokenizer figures (each
+    absent when missing)."""
     out: dict[str, Any] = {"training": {}, "data": None, "tokenizer": None}
-    for stage in TRAINING:
+    for stage in training:
         rows = read_jsonl(run_dir / stage / "metrics.jsonl")
         if rows:
             m = _manifest(run_dir / stage)

@@ -11,13 +11,14 @@ sealed manifests.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 from kgov_train.papers.bom import FORMAT, build_bom
 from kgov_train.papers.card import render_card
-from kgov_train.papers.facts import PAPERS, TRAIN_STAGES, gather
+from kgov_train.papers.facts import PAPERS, gather, is_training, lineage
 
 __all__ = ["FORMAT", "PAPERS", "PapersError", "write_papers", "write_from_training"]
 
@@ -64,10 +65,11 @@ def write_papers(run_dir: Path | str, stage: str, final_dir: Path | str | None =
     return paths
 
 
-def write_from_training(ctx, trainer, final: Path) -> dict[str, Path]:
-    """write_papers() for a training stage from inside save_final (rank 0): config and metrics of the live run."""
+def write_from_training(ctx, trainer, final: Path, known: dict[str, Any] | None = None) -> dict[str, Path]:
+    """write_papers() for a training stage from inside save_final (rank 0): config and metrics of the live run;
+    `known`: the stage's own figures so far (validation loss, dpo's held-out pairs, ...)."""
     from kgov_train.pipeline import stage_config
-    from kgov_train.stages import STAGES
+    from kgov_train.stages import by_name
     from kgov_train.train import common
 
     try:
@@ -76,15 +78,35 @@ def write_from_training(ctx, trainer, final: Path) -> dict[str, Path]:
         fpt = [c.flops_per_token for c in trainer.callback_handler.callbacks
                if isinstance(c, common.MetricsCallback) and c.flops_per_token]
         metrics = {"steps": int(trainer.state.global_step), "tokens_seen": int(trainer.state.num_input_tokens_seen),
-                   "world_size": int(ctx.world_size), "parameters": common.count_parameters(model),
-                   "zero_stage": common.zero_stage(ctx.cfg, name)}
+                   "world_size": int(ctx.world_size), "parameters": _shipped_parameters(model, final),
+                   "zero_stage": common.zero_stage(ctx.cfg, name, ctx.world_size)}
         if fpt:
             metrics["flops_per_token"] = fpt[0]
-        config = stage_config(ctx.cfg, STAGES[name])
+        metrics = {**(known or {}), **metrics}
+        config = stage_config(ctx.cfg, by_name(ctx.cfg, name))
         recipe, device = str(ctx.cfg.recipe_name), str(ctx.cfg.cluster.device)
     except Exception as e:
         raise PapersError(f"could not collect the facts for the model card of {final}: {type(e).__name__}: {e}") from e
     return write_papers(ctx.run_dir, name, final, config, metrics, recipe, device)
+
+
+def _shipped_parameters(model, final: Path) -> int:
+    """Parameters of the model in final/: the trained model's, or with LoRA the merged model's (the peft model
+    also holds the adapter matrices, which the merge folds into the base weights)."""
+    from accelerate.utils import is_peft_model
+
+    from kgov_train.train import common
+
+    if not is_peft_model(model):
+        return common.count_parameters(model)
+    from safetensors import safe_open
+
+    total = 0
+    for f in final.glob("*.safetensors"):
+        with safe_open(f, framework="pt") as st:
+            for key in st.keys():
+                total += math.prod(st.get_slice(key).get_shape())
+    return total
 
 
 REGENERATED = "papers"
@@ -105,7 +127,9 @@ def regenerate(run_dir: Path | str, stages: list[str] | None = None) -> list[Pat
     into final/ when the stage's manifest does not seal papers there (runs from before they existed), else into
     <run_dir>/<stage>/papers/."""
     run_dir = Path(run_dir)
-    names = stages or [s for s in TRAIN_STAGES if (run_dir / s / "final").is_dir()]
+    found = [p.name for p in run_dir.iterdir() if is_training(p.name) and (p / "final").is_dir()] \
+        if run_dir.is_dir() else []
+    names = stages or sorted(found, key=lambda n: len(lineage(run_dir, n)))
     if not names:
         raise PapersError(f"{run_dir}: no training stage with a final/ folder (pretrain, sft, dpo)")
     written = []

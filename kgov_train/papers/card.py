@@ -8,7 +8,34 @@ from typing import Any
 USABLE_MIN_PARAMETERS = 100_000_000
 _HPARAMS = ("learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "micro_batch_size",
             "gradient_accumulation_steps", "seq_len", "max_length", "tokens", "global_batch_tokens", "weight_decay",
-            "max_grad_norm", "zero_stage", "gradient_checkpointing", "beta", "loss_type", "assistant_only_loss")
+            "max_grad_norm", "zero_stage", "gradient_checkpointing", "beta", "loss_type", "precompute_ref_log_probs",
+            "assistant_only_loss", "packing", "overlong", "system_prompt")
+
+
+def _section(cfg: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The stage's own section of its recorded config: `pretrain`, `dpo`, ...; a named SFT stage records `sft` and
+    `sft_stages.<name>`, whose keys win (kgov_train.config.sections)."""
+    own = cfg.get(stage)
+    if isinstance(own, dict):
+        return own
+    named = cfg.get(f"sft_stages.{stage}")
+    if not isinstance(named, dict):
+        return {}
+    merged = dict(cfg.get("sft") or {})
+    for k, v in named.items():
+        merged[k] = {**merged[k], **v} if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def _lora_row(section: dict[str, Any]) -> str | None:
+    lo = section.get("lora") or {}
+    if not lo.get("enabled"):
+        return None
+    text = (f"r={lo.get('r')}, alpha={lo.get('alpha')}, dropout={lo.get('dropout')}, "
+            f"target_modules={lo.get('target_modules')}")
+    if lo.get("modules_to_save"):
+        text += f", modules_to_save={lo['modules_to_save']}"
+    return text + (", QLoRA (4-bit NF4 base)" if lo.get("qlora") else "") + "; final/ is the merged model"
 
 
 def _n(v: Any) -> str:
@@ -47,7 +74,7 @@ def _base_line(f: dict[str, Any]) -> str:
 
 def render_card(f: dict[str, Any]) -> str:
     stage, c, cfg = f["stage"], f["compute"], f["config"]
-    section = cfg.get(stage, {}) if isinstance(cfg.get(stage), dict) else {}
+    section = _section(cfg, stage)
     L: list[str] = []
     title = f"{f['recipe_name']}-{stage}" if f.get("recipe_name") else f"{stage} model"
     L += [f"# Model card: {title}", "",
@@ -95,7 +122,9 @@ def render_card(f: dict[str, Any]) -> str:
               "nothing later, and nothing the corpus files did not contain.", ""]
 
     L += ["## 하이퍼파라미터 (Hyperparameters)", ""]
-    hp = {k: section[k] for k in _HPARAMS if k in section}
+    hp = {k: section[k] for k in _HPARAMS if section.get(k) is not None}
+    if _lora_row(section):
+        hp["lora"] = _lora_row(section)
     for k in ("zero_stage", "seq_len"):
         if f["metrics"].get(k) is not None:
             hp[k] = f["metrics"][k]

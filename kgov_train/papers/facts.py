@@ -18,13 +18,37 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.hashing import sha256_file
-from kgov_train.config.schema import CHAIN
 
 PAPERS = ("MODEL_CARD.md", "bom.json")
-TRAIN_STAGES = ("pretrain", "sft", "dpo")
+TRAIN_STAGES = ("pretrain", "sft", "dpo")  # and named SFT stages, sft_<name>
 # Per-file document counts stream data/clean and data/rejected; above this many (compressed) bytes they are skipped.
 PER_FILE_COUNT_MAX_BYTES = 4 << 30
 _INPUT_SHA = re.compile(rb'"input_sha256":\s*"([0-9a-f]{64})"')
+
+
+def is_training(stage: str) -> bool:
+    return stage in TRAIN_STAGES or stage.startswith("sft_")
+
+
+def lineage(run_dir: Path, stage: str) -> list[str]:
+    """The stages `stage` was built from, oldest first, as its manifests record them (inputs' from_stage): the
+    recipe's chain as it ran, named SFT stages included, without needing the recipe. A manifest that records no
+    upstream inputs falls back to the fixed chain's (kgov_train.stages.STAGES)."""
+    from kgov_train.stages import STAGES
+
+    order: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        m = read_json(run_dir / name / "manifest.json") or {}
+        ups = list(dict.fromkeys(i["from_stage"] for i in m.get("inputs", []) if "from_stage" in i))
+        for up in ups or (STAGES[name].needs if name in STAGES else ()):
+            if up not in order and up not in path:
+                visit(up, path + (up,))
+        if name not in order:
+            order.append(name)
+
+    visit(stage, (stage,))
+    return order[:-1]
 
 
 def read_json(path: Path) -> Any:
@@ -198,7 +222,7 @@ def base_facts(run_dir: Path, stage: str, config: dict[str, Any], manifests: dic
         keys = ("name", "architecture", "hidden_size", "intermediate_size", "num_hidden_layers",
                 "num_attention_heads", "num_key_value_heads", "max_position_embeddings", "tie_word_embeddings")
         return {"kind": "scratch", "model": {k: model.get(k) for k in keys if k in model}}
-    prev = CHAIN[CHAIN.index(stage) - 1]
+    prev = lineage(run_dir, stage)[-1]
     m = manifests.get(prev) or {}
     weights = {o["path"]: o["sha256"] for o in m.get("outputs", []) if o["path"].endswith(".safetensors")}
     return {"kind": "stage", "stage": prev, "path": str(run_dir / prev / "final"), "fingerprint": m.get("fingerprint"),
@@ -226,18 +250,21 @@ def compute_facts(stage: str, config: dict[str, Any], metrics: dict[str, Any], w
 
 
 _EVAL_KEYS = ("final_loss", "validation_loss", "validation_perplexity", "final_mean_token_accuracy",
-              "mean_rewards_accuracies", "mean_rewards_margins")
+              "mean_rewards_accuracies", "mean_rewards_margins",
+              # dpo's held-out pairs (kgov_train.train.preference): before = the SFT model, after = this one
+              "held_out.pairs", "held_out.logp_accuracy_before", "held_out.logp_accuracy",
+              "held_out.logp_margin_before", "held_out.logp_margin", "held_out.reward_accuracy",
+              "held_out.reward_margin")
 
 
 def evaluation_facts(run_dir: Path, manifests: dict[str, dict], stage: str, metrics: dict[str, Any]) -> dict:
     training = {}
-    for name in TRAIN_STAGES:
+    for name in [n for n in manifests if is_training(n)] + [stage]:
         src = metrics if name == stage else (manifests.get(name) or {}).get("metrics", {})
-        found = {k: src[k] for k in _EVAL_KEYS if src.get(k) is not None}
+        flat = _flatten(src)
+        found = {k: flat[k] for k in _EVAL_KEYS if flat.get(k) is not None}
         if found:
             training[name] = found
-        if name == stage:
-            break
     eval_dir = run_dir / "eval"
     em = read_json(eval_dir / "manifest.json")
     report_path = eval_dir / "report.json"
@@ -271,10 +298,11 @@ def gather(run_dir: Path, stage: str, final_dir: Path, config: dict[str, Any] | 
            per_file_limit: int = PER_FILE_COUNT_MAX_BYTES) -> dict[str, Any]:
     from kgov_train.manifest import git_commit, versions
 
-    if stage not in TRAIN_STAGES:
-        raise ValueError(f"stage '{stage}': papers are written for training stages only ({', '.join(TRAIN_STAGES)})")
+    if not is_training(stage):
+        raise ValueError(f"stage '{stage}': papers are written for training stages only "
+                         f"({', '.join(TRAIN_STAGES)}, sft_<name>)")
     run_dir, final_dir = Path(run_dir), Path(final_dir)
-    upto = CHAIN[: CHAIN.index(stage)]
+    upto = lineage(run_dir, stage)
     manifests = {n: m for n in upto if (m := read_json(run_dir / n / "manifest.json")) is not None}
     own = read_json(run_dir / stage / "manifest.json") or {}
     try:  # a re-generation keeps what only the live run knew (device, recipe name)
@@ -298,22 +326,19 @@ def gather(run_dir: Path, stage: str, final_dir: Path, config: dict[str, Any] | 
                   "host": own.get("host"),
                   "outputs": [{**e, "path": f"final/{e['path']}"} for e in final_files]})
     finetune = []
-    for n in TRAIN_STAGES[1:]:
+    trained = [n for n in upto if is_training(n)]  # the training stages before this one, in order
+    for n in [*trained, stage]:
+        if n == "pretrain":
+            continue
         m = own if n == stage else manifests.get(n)
         for i in (m or {}).get("inputs", []):
             if "from_stage" not in i:
                 finetune.append({"stage": n, "path": i["path"], "sha256": i.get("sha256"), "bytes": i.get("bytes")})
-        if n == stage:
-            break
     cumulative = []
-    for n in TRAIN_STAGES:
-        if n == stage:
-            cumulative.append(compute_facts(n, config, merged, wall, device))
-            break
-        if n in manifests:
-            m = manifests[n]
-            cumulative.append(compute_facts(n, m.get("config", {}), m.get("metrics", {}), m.get("wall_seconds"),
-                                            device))
+    for n in trained:
+        m = manifests[n]
+        cumulative.append(compute_facts(n, m.get("config", {}), m.get("metrics", {}), m.get("wall_seconds"), device))
+    cumulative.append(compute_facts(stage, config, merged, wall, device))
     compute = dict(cumulative[-1])
     compute["chain"] = cumulative
     compute["chain_device_hours"] = round(sum(c["device_hours"] or 0 for c in cumulative), 6)

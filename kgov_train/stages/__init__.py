@@ -1,7 +1,8 @@
 """The chain of stages, in order, and what each one depends on.
 
 Each stage module exposes `run(ctx) -> StageResult` and, when it reads files
-from outside the run folder, `external_inputs(cfg) -> list[Path]`. Modules are
+from outside the run folder, `external_inputs(cfg, name) -> list[Path]` (name: the
+stage's, which differs from the module's for named SFT stages). Modules are
 imported only when their stage runs, so the data stages never import torch.
 """
 
@@ -14,6 +15,8 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig
 
+from kgov_train.config.sections import sft_stage_names
+
 
 @dataclass
 class StageContext:
@@ -23,6 +26,16 @@ class StageContext:
     upstream: dict[str, Path]  # stage name -> its sealed folder
     rank: int = 0
     world_size: int = 1
+
+    @property
+    def name(self) -> str:
+        return self.stage_dir.name
+
+    @property
+    def base(self) -> Path:
+        """The model this training stage starts from: the final/ of the one stage it follows (sft, dpo)."""
+        (upstream,) = self.upstream.values()
+        return upstream / "final"
 
     @property
     def is_main(self) -> bool:
@@ -50,8 +63,8 @@ class Stage:
         return self.load().run(ctx)
 
     def external_inputs(self, cfg: DictConfig) -> list[Path]:
-        fn: Callable[[DictConfig], list[Path]] | None = getattr(self.load(), "external_inputs", None)
-        return fn(cfg) if fn else []
+        fn: Callable[[DictConfig, str], list[Path]] | None = getattr(self.load(), "external_inputs", None)
+        return fn(cfg, self.name) if fn else []
 
 
 _TRAIN_KEYS = ("deepspeed", "seed", "cluster.precision")
@@ -70,3 +83,32 @@ STAGES: dict[str, Stage] = {
         Stage("eval", ("shards",), ("eval", "pretrain.seq_len"), False, "kgov_train.stages.eval"),
     ]
 }
+
+
+def chain(cfg: DictConfig) -> list[Stage]:
+    """The run's stages in order: STAGES, with `sft` replaced by the named SFT stages of `sft_stages` when the recipe
+    has them (sft_general, then sft_domain, ...), each from the previous one's final/, and dpo after the last."""
+    names = sft_stage_names(cfg)
+    if names == ["sft"]:
+        return list(STAGES.values())
+    out, prev = [], "pretrain"
+    for stage in STAGES.values():
+        if stage.name == "sft":
+            for name in names:
+                out.append(Stage(name, (prev,), ("sft", f"sft_stages.{name}") + _TRAIN_KEYS, True, stage.module))
+                prev = name
+        elif stage.name == "dpo":
+            out.append(Stage("dpo", (prev,), stage.config_keys, True, stage.module))
+        else:
+            out.append(stage)
+    return out
+
+
+def selected(cfg: DictConfig, wanted: list[str]) -> list[Stage]:
+    """The stages of the chain named in `wanted`, in chain order; `sft` names every SFT stage."""
+    sft = set(sft_stage_names(cfg))
+    return [s for s in chain(cfg) if s.name in wanted or ("sft" in wanted and s.name in sft)]
+
+
+def by_name(cfg: DictConfig, name: str) -> Stage | None:
+    return next((s for s in chain(cfg) if s.name == name), None)

@@ -18,7 +18,7 @@ from kgov_train.stages import StageContext, StageResult
 log = logging.getLogger("kgov_train")
 
 
-def external_inputs(cfg: DictConfig) -> list[Path]:
+def external_inputs(cfg: DictConfig, name: str = "data") -> list[Path]:
     from data_prep.corpus import FORMATS, input_format
 
     files = [f for _, fs in source_files(cfg) for f in fs]

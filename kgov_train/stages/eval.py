@@ -44,17 +44,24 @@ def models(cfg: DictConfig) -> dict[str, Path]:
                             "run it first")
     if not (run_dir / main / FINAL / "config.json").is_file():
         raise ManifestError(f"stage 'eval': {run_dir / main / FINAL} holds no model (eval.model_stage={main})")
+    from kgov_train.config.sections import sft_stage_names
+    from kgov_train.stages import chain
+
+    wanted = [str(s) for s in cfg.eval.stages]
+    if "sft" in wanted:  # every SFT stage (sft_general, sft_domain, ...)
+        i = wanted.index("sft")
+        wanted[i:i + 1] = sft_stage_names(cfg)
     found = {}
-    for name in [*[str(s) for s in cfg.eval.stages], main]:
+    for name in [*wanted, main]:
         other = Manifest.load(run_dir / name)
         if name not in found and other is not None and other.status == "complete" and \
                 (run_dir / name / FINAL / "config.json").is_file():
             found[name] = run_dir / name / FINAL
-    order = ["pretrain", "sft", "dpo"]  # the chain's order, then anything else
+    order = [s.name for s in chain(cfg)]  # the chain's order, then anything else
     return dict(sorted(found.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
 
 
-def external_inputs(cfg: DictConfig) -> list[Path]:
+def external_inputs(cfg: DictConfig, name: str = "eval") -> list[Path]:
     """The evaluated models, the prompts and the task folders: a change to any reruns the stage."""
     from kgov_train.evaluation.harness import task_data_files
 
@@ -118,7 +125,9 @@ def run(ctx: StageContext) -> StageResult:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     (out / "lm_eval_results.json").write_text(json.dumps(raw, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
-    run = report.gather_run(ctx.run_dir)
+    from kgov_train.stages import chain
+
+    run = report.gather_run(ctx.run_dir, [s.name for s in chain(cfg) if s.distributed])
     for old in out.glob("*.png"):
         old.unlink()
     images = report.plots(out, run, ppl, bench)

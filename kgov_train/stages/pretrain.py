@@ -11,9 +11,18 @@ from __future__ import annotations
 import logging
 import math
 
+from pathlib import Path
+
+from omegaconf import DictConfig
+
 from kgov_train.stages import StageContext, StageResult
 
 log = logging.getLogger("kgov_train")
+
+
+def external_inputs(cfg: DictConfig, name: str = "pretrain") -> list[Path]:
+    """The checkpoint of a continued pretraining (model.init_from): its weights decide the result."""
+    return [Path(str(cfg.model.init_from))] if cfg.model.init_from else []
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -48,7 +57,7 @@ def run(ctx: StageContext) -> StageResult:
 
     set_seed(cfg.seed)
     args = TrainingArguments(**common.training_kwargs(
-        cfg, "pretrain", ctx.stage_dir, count_tokens="all",
+        cfg, "pretrain", ctx.stage_dir, count_tokens="all", world_size=ctx.world_size,
         max_steps=sched.max_steps, gradient_accumulation_steps=sched.gradient_accumulation_steps,
         warmup_steps=sched.warmup_steps, lr_scheduler_type=sched.scheduler, lr_scheduler_kwargs=sched.scheduler_kwargs,
         ignore_data_skip=True))  # the resumable sampler positions the data itself
@@ -68,6 +77,7 @@ def run(ctx: StageContext) -> StageResult:
                                       peak_flops=ctx.world_size * float(cfg.cluster.peak_tflops_per_device) * 1e12)
     trainer = E.PretrainTrainer(model=model, args=args, train_dataset=train_ds, data_collator=default_data_collator,
                                 processing_class=tokenizer, callbacks=[callback, stats])
+    trainer.flops_per_token = per_token
     sp = s.spike
     trainer.samples_per_step = sched.samples_per_step(s.seq_len)
     trainer.spike_guard = E.SpikeGuard(sp.policy, sp.factor, sp.ema_steps, sp.min_steps, sp.max_events,

@@ -1,68 +1,76 @@
-"""sft stage: supervised fine-tuning of the pretrained model on chat records (TRL SFTTrainer).
+"""sft stage(s): supervised fine-tuning on chat records (TRL SFTTrainer), from the previous stage's final/.
 
-Data: cfg.sft.data, jsonl files whose records hold a `messages` list of {role, content}; invalid records are counted
-and skipped. Loss on assistant tokens only (sft.assistant_only_loss), through the chat template's
-{% generation %} markers. torch, transformers and TRL are imported inside run().
+`sft`, or the named SFT stages of `sft_stages` (sft_general, then sft_domain, ...), each `sft` with its own keys on
+top (kgov_train.config.sections). Data: the section's datasets (kgov_train.chat: messages, KoAlpaca, Q/A columns,
+mixed by weight, a validation split, rejects kept in rejects/). Loss on assistant tokens only
+(sft.assistant_only_loss) through the chat template's {% generation %} markers; optional packing. torch,
+transformers and TRL are imported inside run().
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from kgov_train.config.validate import resolve_globs
 from kgov_train.stages import StageContext, StageResult
 
 log = logging.getLogger("kgov_train")
 
 
-def external_inputs(cfg: DictConfig) -> list[Path]:
-    return resolve_globs(list(cfg.sft.data), "sft.data")
+def external_inputs(cfg: DictConfig, name: str = "sft") -> list[Path]:
+    from kgov_train.train.chat_stage import external_inputs as chat_inputs
+
+    return chat_inputs(cfg, name)
 
 
 def run(ctx: StageContext) -> StageResult:
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
-    from kgov_train.train import common
-    from kgov_train.train.data import read_jsonl_records, to_dataset
+    from kgov_train.train import chat_stage as C
+    from kgov_train.train import common, packing
 
-    cfg, s = ctx.cfg, ctx.cfg.sft
-    base = ctx.upstream["pretrain"] / common.FINAL
-    records, skipped = read_jsonl_records(external_inputs(cfg), "sft")
-    dataset = to_dataset(records)
+    cfg, st, base = ctx.cfg, C.ChatStage.of(ctx), ctx.base
+    s = st.s
     common.quiet_nonzero_ranks(ctx)
 
     set_seed(cfg.seed)
     args = SFTConfig(
-        **common.training_kwargs(cfg, "sft", ctx.stage_dir),
+        **common.training_kwargs(cfg, st.name, ctx.stage_dir, world_size=ctx.world_size),
         max_length=int(s.max_length),
         assistant_only_loss=bool(s.assistant_only_loss),
-        packing=False,
+        **packing.packing_kwargs(cfg, st.name),
     )
-    # After the args: under ZeRO-3 the model is loaded partitioned.
-    model, tokenizer = common.load_model_dir(base, "sft", cfg.model.attn_implementation)
-    common.need_chat_template(tokenizer, base, "sft")
-    common.set_special_tokens(model, tokenizer)
-    model.config.use_cache = False
+    model, tokenizer, peft_config = C.load_model(ctx, st)
+    data = C.load_data(ctx, st, tokenizer)
     parameters = common.count_parameters(model)
 
-    callback = common.MetricsCallback("sft", ctx.stage_dir, ctx.is_main)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[callback])
+    callback = common.MetricsCallback(st.name, ctx.stage_dir, ctx.is_main)
+    validation = C.to_dataset(data.validation) if data.validation else None
+    trainer = SFTTrainer(model=model, args=args, train_dataset=C.to_dataset(data.train), eval_dataset=validation,
+                         processing_class=tokenizer, callbacks=[callback], peft_config=peft_config)
     common.prepare_trainer(trainer)
     if ctx.is_main:
-        log.info("sft: %d records (%d skipped), %d after tokenising/truncating to %d tokens, from %s",
-                 len(records), sum(skipped.values()), len(trainer.train_dataset), s.max_length, base)
-    output, resumed = common.train(ctx, "sft", trainer)
+        t = data.stats["totals"]
+        log.info("%s: %d training records (%d rejected, %s truncated, %s dropped), %d validation, %d examples after "
+                 "tokenising%s, max_length %d, from %s", st.name, len(data.train), t["rejected"], t["truncated"],
+                 t["dropped"], len(data.validation), len(trainer.train_dataset),
+                 " and packing" if s.packing else "", s.max_length, base)
+    output, resumed = common.train(ctx, st.name, trainer)
 
     rows = common.logged_steps(ctx, callback)
     last = rows[-1] if rows else {}
     extra = {
-        **common.record_metrics(records, skipped, trainer),
+        **C.data_metrics(data, trainer),
+        **C.lora_metrics(st, trainer),
         "assistant_only_loss": bool(s.assistant_only_loss),
+        "packing": bool(s.packing),
         "final_mean_token_accuracy": last.get("mean_token_accuracy"),
     }
-    return common.finish(ctx, "sft", trainer, output, resumed, callback, parameters, extra)
+    if validation is not None:
+        loss = float(trainer.evaluate()["eval_loss"])
+        extra.update({"validation_loss": round(loss, 4), "validation_perplexity": round(math.exp(min(loss, 50.0)), 2)})
+    return common.finish(ctx, st.name, trainer, output, resumed, callback, parameters, extra, outputs=[C.REJECTS])

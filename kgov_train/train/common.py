@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
+from kgov_train.config.sections import key_of, section
 from kgov_train.stages import StageContext, StageResult
 
 log = logging.getLogger("kgov_train")
@@ -37,15 +38,23 @@ class ResumeError(RuntimeError):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def deepspeed_config(cfg: DictConfig, name: str) -> dict[str, Any] | None:
-    """The recipe's DeepSpeed JSON with the stage's zero_stage applied; None when the recipe has no DeepSpeed."""
+def deepspeed_config(cfg: DictConfig, name: str, world_size: int | None = None) -> dict[str, Any] | None:
+    """The recipe's DeepSpeed JSON with the stage's zero_stage applied; None when the recipe has no DeepSpeed.
+
+    world_size 1 (known inside a run): ZeRO 1-3 without offload have nothing to partition across one process, only
+    the cost of their gradient buckets and flat copies (~20% of a small model's step on CPU,
+    scripts/bench_pretrain.py), so the stage runs DeepSpeed at stage 0. With offload the stage is kept: it moves
+    optimizer states or parameters to CPU memory, which helps one GPU too.
+    """
     ds = OmegaConf.to_container(cfg.deepspeed, resolve=True) if cfg.deepspeed else {}
     if not ds:
         return None
     zero = ds.setdefault("zero_optimization", {})
-    stage = cfg[name].zero_stage
+    stage = section(cfg, name).zero_stage
     if stage is not None:
         zero["stage"] = int(stage)
+    if world_size == 1 and not (zero.get("offload_optimizer") or zero.get("offload_param")):
+        zero["stage"] = 0
     if zero.get("reduce_bucket_size") == "auto" and int(zero.get("stage", 0)) in (1, 2):
         # transformers' "auto" is hidden^2 (16k elements for a tiny model): dozens of bucket flushes per
         # backward, ~20% of a small model's step on CPU (scripts/bench_pretrain.py); DeepSpeed's own default
@@ -56,8 +65,8 @@ def deepspeed_config(cfg: DictConfig, name: str) -> dict[str, Any] | None:
     return ds
 
 
-def zero_stage(cfg: DictConfig, name: str) -> int | None:
-    ds = deepspeed_config(cfg, name)
+def zero_stage(cfg: DictConfig, name: str, world_size: int | None = None) -> int | None:
+    ds = deepspeed_config(cfg, name, world_size)
     return None if ds is None else int(ds["zero_optimization"].get("stage", 0))
 
 
@@ -83,14 +92,14 @@ def report_targets(name: str, wanted: list[str]) -> list[str]:
 
 
 def training_kwargs(cfg: DictConfig, name: str, stage_dir: Path, count_tokens: str = "non_padding",
-                    **overrides: Any) -> dict[str, Any]:
+                    world_size: int | None = None, **overrides: Any) -> dict[str, Any]:
     """Keyword arguments for TrainingArguments / SFTConfig / DPOConfig from the stage's section of the recipe
     (`overrides` replace what a stage derives itself, e.g. pretrain's token schedule).
 
     Build the arguments object before the model: with ZeRO-3 it switches on zero.Init for from_pretrained/from_config.
     """
-    s = cfg[name]
-    report_to = report_targets(name, list(s.report_to))
+    s = section(cfg, name)
+    report_to = report_targets(key_of(cfg, name), list(s.report_to))
     if "wandb" in report_to:
         os.environ.setdefault("WANDB_MODE", "offline")  # air-gapped unless the user says otherwise
         os.environ.setdefault("WANDB_DIR", str(stage_dir))
@@ -118,7 +127,7 @@ def training_kwargs(cfg: DictConfig, name: str, stage_dir: Path, count_tokens: s
         "report_to": report_to or "none",
         "seed": int(cfg.seed),
         "data_seed": int(cfg.seed),
-        "deepspeed": deepspeed_config(cfg, name),
+        "deepspeed": deepspeed_config(cfg, name, world_size),
         "include_num_input_tokens_seen": count_tokens,
         "prediction_loss_only": True,
         "disable_tqdm": True,  # one log line per step from MetricsCallback instead of progress bars
@@ -179,10 +188,10 @@ SETTINGS = "run_settings.json"
 def run_settings(ctx: StageContext, name: str) -> dict[str, Any]:
     """What checkpoints of this stage depend on; a checkpoint written under other settings is not resumed."""
     cfg = ctx.cfg
-    section = OmegaConf.to_container(cfg[name], resolve=True)
+    own = OmegaConf.to_container(section(cfg, name), resolve=True)
     settings = {
-        name: {k: v for k, v in section.items() if k not in RESUMABLE_KEYS},
-        "deepspeed": deepspeed_config(cfg, name),
+        name: {k: v for k, v in own.items() if k not in RESUMABLE_KEYS},
+        "deepspeed": deepspeed_config(cfg, name, int(ctx.world_size)),
         "seed": int(cfg.seed),
         "precision": str(cfg.cluster.precision),
         "world_size": int(ctx.world_size),
@@ -397,9 +406,11 @@ def need_chat_template(tokenizer, where: Path, name: str) -> None:
 
 
 def quiet_nonzero_ranks(ctx: StageContext) -> None:
-    """Progress bars and info logs from rank 0 only."""
+    """Progress bars and logs from rank 0 only (every rank loads the same data and would repeat its warnings);
+    errors still raise on every rank."""
     if ctx.is_main:
         return
+    log.setLevel(logging.ERROR)
     try:
         import datasets
 
@@ -408,10 +419,24 @@ def quiet_nonzero_ranks(ctx: StageContext) -> None:
         pass
 
 
+class _NoSoloAllReduce(TrainerCallback):
+    """One process: DeepSpeed's backward still flattens every gradient into buckets and all-reduces them over a
+    group of one (~6% of a small model's step on CPU, scripts/bench_pretrain.py). Nothing to reduce, so it is off."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        engine = self.trainer.model_wrapped
+        if args.world_size == 1 and hasattr(engine, "enable_backward_allreduce"):
+            engine.enable_backward_allreduce = False
+
+
 def prepare_trainer(trainer) -> None:
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # MetricsCallback logs one line per step instead
+    trainer.add_callback(_NoSoloAllReduce(trainer))
     handler = trainer.callback_handler
     ours = [c for c in handler.callbacks if isinstance(c, MetricsCallback)]
     handler.callbacks = ours + [c for c in handler.callbacks if not isinstance(c, MetricsCallback)]
@@ -439,9 +464,9 @@ def train(ctx: StageContext, name: str, trainer, before_train=None) -> tuple[Any
     return output, resume
 
 
-def save_final(ctx: StageContext, trainer, tokenizer) -> Path:
+def save_final(ctx: StageContext, trainer, tokenizer, known: dict[str, Any] | None = None) -> Path:
     """<stage_dir>/final: safetensors weights, config, generation config, tokenizer (with its chat template) and the
-    model's papers (MODEL_CARD.md, bom.json: kgov_train.papers).
+    model's papers (MODEL_CARD.md, bom.json: kgov_train.papers), which also report `known` (the stage's figures).
 
     Every rank must call it: under ZeRO-3, save_model gathers the partitioned 16-bit weights collectively.
     """
@@ -454,7 +479,13 @@ def save_final(ctx: StageContext, trainer, tokenizer) -> Path:
     model.config.use_cache = True
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.use_cache = True
-    trainer.save_model(str(final))
+    from kgov_train.train import lora
+
+    if lora.is_lora_trainer(trainer):
+        # final/ is the base with the adapter merged in (a standalone model); the adapter is kept in adapter/
+        lora.save_merged(trainer, final, base=ctx.base, is_main=ctx.is_main, tokenizer=tokenizer)
+    else:
+        trainer.save_model(str(final))
     if ctx.is_main:
         tokenizer.save_pretrained(final)
         (final / "training_args.bin").unlink(missing_ok=True)  # a pickle of the arguments; the manifest has the config
@@ -462,15 +493,16 @@ def save_final(ctx: StageContext, trainer, tokenizer) -> Path:
             raise RuntimeError(f"{final}: save_model wrote no safetensors weights")
         from kgov_train.papers import write_from_training
 
-        write_from_training(ctx, trainer, final)  # MODEL_CARD.md, bom.json; raises PapersError naming the folder
+        write_from_training(ctx, trainer, final, known)  # MODEL_CARD.md, bom.json; raises PapersError naming the folder
     barrier()
     return final
 
 
 def finish(ctx: StageContext, name: str, trainer, output, resumed_from: Path | None, callback: MetricsCallback,
-           parameters: int, extra: dict[str, Any] | None = None) -> StageResult:
-    """Save final/ and return the stage's outputs and metrics (identical on every rank; rank 0's are sealed)."""
-    save_final(ctx, trainer, tokenizer=trainer.processing_class)
+           parameters: int, extra: dict[str, Any] | None = None, outputs: list[str] = ()) -> StageResult:
+    """Save final/ and return the stage's outputs (final/, metrics.jsonl and `outputs`) and metrics (identical on
+    every rank; rank 0's are sealed)."""
+    save_final(ctx, trainer, tokenizer=trainer.processing_class, known=extra)
     rows = logged_steps(ctx, callback)
     last = rows[-1] if rows else {}
     runtime = float(output.metrics.get("train_runtime", 0.0))
@@ -482,10 +514,14 @@ def finish(ctx: StageContext, name: str, trainer, output, resumed_from: Path | N
         "tokens_seen": int(trainer.state.num_input_tokens_seen),
         "tokens_per_sec": round(session_tokens / runtime, 1) if runtime > 0 else None,
         "world_size": ctx.world_size,
-        "zero_stage": zero_stage(ctx.cfg, name),
+        "zero_stage": zero_stage(ctx.cfg, name, ctx.world_size),
         "parameters": parameters,
         "resumed_from_step": callback.start_step if resumed_from is not None else None,
         "logged_steps": len(rows),
     }
     metrics.update(extra or {})
-    return StageResult(outputs=[FINAL, METRICS], metrics=metrics)
+    from kgov_train.train import lora
+
+    if lora.is_lora_trainer(trainer):
+        outputs = [*outputs, lora.ADAPTER]
+    return StageResult(outputs=[FINAL, METRICS, *outputs], metrics=metrics)

@@ -1,22 +1,18 @@
-"""Training data: packed token windows over the shards, and chat/preference jsonl records.
+"""Training data of the pretrain stage: packed token windows over the shards (chat data: kgov_train.chat).
 
 Imported only inside training processes (it needs torch).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
 log = logging.getLogger("kgov_train")
-
-ROLES = ("system", "user", "assistant")
 
 
 class TrainDataError(ValueError):
@@ -130,88 +126,3 @@ class ResumableSampler(torch.utils.data.Sampler):
         from data_prep.shards.stream import count_samples
 
         return count_samples(self.num_items, **self.kwargs)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# SFT and DPO: jsonl records, validated one by one; bad ones are counted and skipped
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def _check_messages(msgs: Any, allowed: tuple[str, ...] = ROLES) -> str | None:
-    """None when `msgs` is a usable list of messages, else the reason it is not."""
-    if not isinstance(msgs, list) or not msgs:
-        return "no_messages"
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or m.get("role") not in allowed:
-            return "bad_role"
-        if m["role"] == "system" and i != 0:
-            return "bad_role"
-        if not isinstance(m.get("content"), str) or not m["content"].strip():
-            return "empty_content"
-    return None
-
-
-def check_sft_record(rec: Any) -> str | None:
-    if not isinstance(rec, dict):
-        return "not_an_object"
-    why = _check_messages(rec.get("messages"))
-    if why:
-        return why
-    if not any(m["role"] == "assistant" for m in rec["messages"]):
-        return "no_assistant"
-    return None
-
-
-def check_dpo_record(rec: Any) -> str | None:
-    if not isinstance(rec, dict):
-        return "not_an_object"
-    why = _check_messages(rec.get("prompt"))
-    if why:
-        return "prompt_" + why
-    if rec["prompt"][-1]["role"] != "user":
-        return "prompt_not_ending_with_user"
-    for key in ("chosen", "rejected"):
-        why = _check_messages(rec.get(key), allowed=("assistant",))
-        if why:
-            return f"{key}_{why}"
-    return None
-
-
-def _clean_messages(msgs: list[dict]) -> list[dict[str, str]]:
-    return [{"role": m["role"], "content": m["content"]} for m in msgs]
-
-
-def read_jsonl_records(files: Iterable[Path], kind: str) -> tuple[list[dict], dict[str, int]]:
-    """Valid records (only the fields the trainer needs) and a count of skipped ones by reason."""
-    check = {"sft": check_sft_record, "dpo": check_dpo_record}[kind]
-    keys = ("messages",) if kind == "sft" else ("prompt", "chosen", "rejected")
-    records: list[dict] = []
-    skipped: Counter[str] = Counter()
-    for path in files:
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    skipped["invalid_json"] += 1
-                    continue
-                why = check(rec)
-                if why:
-                    skipped[why] += 1
-                    if skipped.total() <= 5:
-                        log.warning("%s: %s:%d skipped (%s)", kind, path, lineno, why)
-                    continue
-                records.append({k: _clean_messages(rec[k]) for k in keys})
-    if skipped:
-        log.warning("%s: skipped %d invalid record(s): %s", kind, skipped.total(), dict(skipped))
-    if not records:
-        raise TrainDataError(f"{kind}.data: no valid record in {[str(p) for p in files]} (skipped: {dict(skipped)})")
-    return records, dict(skipped)
-
-
-def to_dataset(records: list[dict]):
-    from datasets import Dataset
-
-    return Dataset.from_list(records)

@@ -124,6 +124,15 @@ class PretrainTrainer(Trainer):
     samples_per_step: int = 1
     spike_guard: SpikeGuard | None = None
     rollback_at: dict[str, Any] | None = None
+    flops_per_token: float = 0.0
+
+    # Every rank's micro batch is micro_batch x seq_len tokens, so the count needs no collective per step (the
+    # Trainer's gathers one); and the FLOPs per token are known once (the Trainer recounts the parameters per step).
+    def _track_num_input_tokens(self, inputs):
+        self.state.num_input_tokens_seen += int(inputs["input_ids"].numel()) * self.args.world_size
+
+    def floating_point_ops(self, inputs) -> float:
+        return self.flops_per_token * float(inputs["input_ids"].numel())
 
     def get_train_dataloader(self):
         ds = self.train_dataset

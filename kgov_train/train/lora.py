@@ -1,0 +1,300 @@
+"""LoRA / QLoRA for the chat stages (sft, named sft_* stages, dpo): the peft config from the recipe, the 4-bit base
+for QLoRA, and the merged final/ model with its adapter kept beside it.
+
+What a stage does with it (all ranks unless said otherwise):
+
+    peft_cfg = lora.peft_config(cfg, name, model)        # None when <key>.lora.enabled is false
+    trainer = SFTTrainer(model=model, ..., peft_config=peft_cfg)  # DPOTrainer: also ref_model=None with LoRA
+    ...
+    lora.save_merged(trainer, final, base=ctx.base, is_main=ctx.is_main)   # from common.save_final
+
+final/ is a plain transformers model (the adapter merged into the base, modules_to_save included) that loads without
+peft; <stage_dir>/adapter/ holds adapter_config.json and adapter_model.safetensors (and the tokenizer).
+
+The torch-free checks (qlora_problem) can run when the recipe is validated; everything else imports torch/peft
+inside the functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from kgov_train.config.sections import key_of, section, where
+
+log = logging.getLogger("kgov_train")
+
+ADAPTER = "adapter"  # <stage_dir>/adapter, beside final/
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+class LoraSetupError(ValueError):
+    """A LoRA/QLoRA setting of the recipe that cannot work; the message names the key."""
+
+
+def enabled(cfg: DictConfig, name: str) -> bool:
+    return bool(section(cfg, name).lora.enabled)
+
+
+def qlora(cfg: DictConfig, name: str) -> bool:
+    return bool(section(cfg, name).lora.qlora)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# QLoRA
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def qlora_problem(cfg: DictConfig, name: str) -> str | None:
+    """Why <key>.lora.qlora=true cannot run here, or None (also when qlora is off). Torch-free: for the up-front
+    recipe check as well as for the stage."""
+    lo = section(cfg, name).lora
+    if not lo.qlora:
+        return None
+    key = where(cfg, name, "lora.qlora")
+    if not lo.enabled:
+        return (f"{key}=true trains a LoRA adapter on a 4-bit base: set {where(cfg, name, 'lora.enabled')}=true "
+                "as well")
+    needs = "QLoRA needs a CUDA GPU and bitsandbytes (pip install bitsandbytes)"
+    if cfg.cluster.device != "cuda":
+        return (f"{key}=true: {needs}; this recipe runs on cluster.device={cfg.cluster.device}. Set "
+                f"{key}=false to train the LoRA adapter on the full-precision base")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return f"{key}=true: {needs}; bitsandbytes is not installed in this environment"
+    return None
+
+
+def check_qlora(cfg: DictConfig, name: str) -> None:
+    problem = qlora_problem(cfg, name)
+    if problem:
+        raise LoraSetupError(problem)
+
+
+def quantization_config(cfg: DictConfig, name: str):
+    """The BitsAndBytesConfig for from_pretrained(quantization_config=...) when <key>.lora.qlora is set, else None.
+
+    NF4 with double quantisation and bf16 compute (the QLoRA paper's setting). The 4-bit weights are stored in bf16
+    containers (bnb_4bit_quant_storage) so that ZeRO-3 can partition them like the other bf16 parameters.
+    """
+    if not qlora(cfg, name):
+        return None
+    check_qlora(cfg, name)
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_storage=torch.bfloat16)
+
+
+def load_qlora_base(cfg: DictConfig, name: str, path: Path, attn_implementation: str = "sdpa"):
+    """The upstream final/ model in 4-bit on this process's GPU, prepared for k-bit training, and its tokenizer.
+
+    Call it after the trainer arguments are built (as common.load_model_dir). The stage's gradient_checkpointing
+    setting is left to the Trainer (activation_checkpointing), so prepare_model_for_kbit_training does not switch it on.
+    """
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    bnb = quantization_config(cfg, name)
+    if bnb is None:
+        raise LoraSetupError(f"{key_of(cfg, name)}.lora.qlora is false: load the base with common.load_model_dir")
+    if not torch.cuda.is_available():
+        raise LoraSetupError(f"{key_of(cfg, name)}.lora.qlora=true: no CUDA device visible to this process")
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{name}: {path} holds no model (config.json missing); rerun the upstream stage")
+    # ZeRO-3 places the partitions itself; otherwise each process loads the whole 4-bit model onto its own GPU
+    device_map = None if is_deepspeed_zero3_enabled() else {"": int(os.environ.get("LOCAL_RANK", 0))}
+    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=bnb, dtype=torch.bfloat16,
+                                                 attn_implementation=attn_implementation, device_map=device_map)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The peft config
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _matches(module_name: str, key: str) -> bool:
+    """peft's rule for a plain (non-regex) target_modules / modules_to_save entry: the whole name or its last parts."""
+    return module_name == key or module_name.endswith("." + key)
+
+
+def _adaptable_leaves(model) -> list[str]:
+    """Distinct last name parts of the modules LoRA can wrap (Linear, Embedding, Conv), in model order."""
+    import torch.nn as nn
+
+    seen: dict[str, None] = {}
+    for n, m in model.named_modules():
+        if n and isinstance(m, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)):
+            seen.setdefault(n.rsplit(".", 1)[-1], None)
+    return list(seen)
+
+
+def _all_leaves(model) -> list[str]:
+    seen: dict[str, None] = {}
+    for n, _ in model.named_modules():
+        if n:
+            seen.setdefault(n.rsplit(".", 1)[-1], None)
+    return list(seen)
+
+
+def peft_config(cfg: DictConfig, name: str, model) -> Any:
+    """peft.LoraConfig (task CAUSAL_LM) from <key>.lora, checked against `model`; None when LoRA is off.
+
+    Refused, naming the key: a target_modules or modules_to_save entry that matches no module of the model, a target
+    that matches no Linear/Embedding/Conv module, lm_head as a LoRA target (TRL's fused LM head reads lm_head.weight
+    directly, so an adapter on it would never train: put it in modules_to_save), a module in both lists, and
+    qlora where it cannot run (qlora_problem).
+    """
+    lo = section(cfg, name).lora
+    if not lo.enabled:
+        if lo.qlora:
+            check_qlora(cfg, name)  # says to enable LoRA
+        return None
+    check_qlora(cfg, name)
+    import torch.nn as nn
+    from peft import LoraConfig, TaskType
+
+    key = f"{key_of(cfg, name)}.lora"
+    targets = [str(t) for t in lo.target_modules]
+    to_save = [str(t) for t in lo.modules_to_save]
+    if not targets:
+        raise LoraSetupError(f"{key}.target_modules is empty: name the modules to adapt, e.g. "
+                             f"{_adaptable_leaves(model)}")
+    if int(lo.r) < 1 or int(lo.alpha) < 1 or not 0.0 <= float(lo.dropout) < 1.0:
+        raise LoraSetupError(f"{key}: r and alpha must be >= 1 and dropout in [0, 1); got r={lo.r}, alpha={lo.alpha}, "
+                             f"dropout={lo.dropout}")
+    both = sorted(set(targets) & set(to_save))
+    if both:
+        raise LoraSetupError(f"{key}: {both} in both target_modules and modules_to_save; a module is either adapted "
+                             "(LoRA) or trained in full (modules_to_save)")
+    names = [(n, m) for n, m in model.named_modules() if n]
+    adaptable = (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)
+    out_name = _module_name(model, model.get_output_embeddings())
+    for t in targets:
+        hits = [(n, m) for n, m in names if _matches(n, t)]
+        if not hits:
+            raise LoraSetupError(f"{key}.target_modules: '{t}' matches no module of the model; it has "
+                                 f"{', '.join(_adaptable_leaves(model))}")
+        if not any(isinstance(m, adaptable) for _, m in hits):
+            kinds = sorted({type(m).__name__ for _, m in hits})
+            raise LoraSetupError(f"{key}.target_modules: '{t}' matches only {kinds} modules, which LoRA cannot adapt; "
+                                 f"name Linear/Embedding layers instead: {', '.join(_adaptable_leaves(model))}")
+        if out_name is not None and any(n == out_name for n, _ in hits):
+            raise LoraSetupError(f"{key}.target_modules: '{t}' is the LM head ({out_name}); TRL computes the "
+                                 f"log-probabilities from its weight directly, so a LoRA adapter on it would never "
+                                 f"train. Put it in {key}.modules_to_save to train it in full")
+    for t in to_save:
+        if not any(_matches(n, t) for n, _ in names):
+            raise LoraSetupError(f"{key}.modules_to_save: '{t}' matches no module of the model; it has "
+                                 f"{', '.join(_all_leaves(model)[:40])}")
+    return LoraConfig(task_type=TaskType.CAUSAL_LM, r=int(lo.r), lora_alpha=int(lo.alpha),
+                      lora_dropout=float(lo.dropout), target_modules=targets, modules_to_save=to_save or None,
+                      bias="none")
+
+
+def _module_name(model, module) -> str | None:
+    if module is None:
+        return None
+    for n, m in model.named_modules():
+        if m is module:
+            return n
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Saving: the adapter, and final/ as the merged standalone model
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def trainable_parameters(model) -> int:
+    """Parameters the optimizer updates (LoRA matrices and modules_to_save), also when ZeRO-3 has partitioned them."""
+    return int(sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad))
+
+
+def is_lora_trainer(trainer) -> bool:
+    from accelerate.utils import is_peft_model
+
+    return is_peft_model(trainer.accelerator.unwrap_model(trainer.model))
+
+
+@contextlib.contextmanager
+def _without_zero3():
+    """from_pretrained on one rank while a ZeRO-3 run is configured: transformers would build the model under
+    zero.Init (a collective, partitioned); here the base is wanted whole, on this process's CPU."""
+    from transformers.integrations import deepspeed as hf_ds
+
+    saved = hf_ds._hf_deepspeed_config_weak_ref
+    hf_ds._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_ds._hf_deepspeed_config_weak_ref = saved
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def merge_adapter(base: Path, adapter_dir: Path, out: Path, tokenizer=None) -> Path:
+    """base (a model folder) + the adapter in adapter_dir, merged in fp32 on CPU and saved to `out` as a plain model.
+
+    One process only (no collectives). modules_to_save (e.g. embed_tokens, lm_head after a vocabulary extension)
+    replace the base's modules in the merged model."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    with _without_zero3():
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, device_map=None)
+        merged = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).merge_and_unload()
+    if tokenizer is not None:
+        from kgov_train.train.common import set_special_tokens
+
+        set_special_tokens(merged, tokenizer)
+    merged.config.use_cache = True
+    if getattr(merged, "generation_config", None) is not None:
+        merged.generation_config.use_cache = True
+    merged.save_pretrained(out)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    return out
+
+
+def save_merged(trainer, final: Path, base: Path, is_main: bool, tokenizer=None) -> Path:
+    """The LoRA stage's outputs: <final.parent>/adapter (adapter_config.json, adapter_model.safetensors, tokenizer)
+    and `final` (the base from `base` with the adapter merged in, a standalone transformers model). Returns the
+    adapter folder.
+
+    Every rank must call it: trainer.save_model gathers the adapter's parameters (under ZeRO-3 they are partitioned;
+    transformers consolidates only the trainable ones for a peft model). Rank 0 then loads the base whole on CPU,
+    applies the adapter, merges and saves; the others wait at the final barrier. `final` must not exist or be empty
+    (common.save_final clears it first).
+    """
+    adapter_dir = final.parent / ADAPTER
+    if is_main and adapter_dir.exists():
+        shutil.rmtree(adapter_dir)
+    _barrier()
+    trainer.save_model(str(adapter_dir))
+    if is_main:
+        (adapter_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle of the arguments
+        missing = [f for f in ADAPTER_FILES if not (adapter_dir / f).is_file()]
+        if missing:
+            raise RuntimeError(f"{adapter_dir}: save_model wrote no {missing}; is the trained model a peft model?")
+        merge_adapter(base, adapter_dir, final, tokenizer)
+        log.info("LoRA: adapter in %s, merged model in %s (base %s)", adapter_dir, final, base)
+    _barrier()
+    return adapter_dir
