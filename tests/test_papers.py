@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -216,31 +215,14 @@ def test_regenerate_keeps_sealed_papers(synthetic_run):
 # Real training: the papers save_final writes into every final/
 # ---------------------------------------------------------------------------------------------------------------------
 
-from tests.test_train_stages import fd_output, run_chain, upstream_run  # noqa: E402,F401  (session fixture)
-
-
-@pytest.fixture(scope="module")
-def papered_run(upstream_run, tmp_path_factory) -> Path:
-    """pretrain, the smoke recipe's two named SFT stages and dpo, briefly, on a copy of the session's
-    data/tokenizer/shards (test_train_stages trains and kills its own chain in the original folder, so it is not
-    shared)."""
-    run = tmp_path_factory.mktemp("papers") / "run"
-    for name in ("data", "tokenizer", "shards"):
-        shutil.copytree(upstream_run / name, run / name)
-    overrides = ["recipe=smoke", f"run_dir={run}", "pretrain.max_steps=4", "pretrain.save_steps=4",
-                 "pretrain.eval_sequences=2", "sft_stages.sft_general.max_steps=2", "sft_stages.sft_general.save_steps=2",
-                 "sft_stages.sft_domain.max_steps=2", "sft_stages.sft_domain.save_steps=2", "dpo.max_steps=2",
-                 "dpo.save_steps=2", "dpo.zero_stage=3", "stages=[pretrain,sft,dpo]"]
-    with fd_output(run.parent / "train.log"):
-        run_chain(overrides)
-    return run
+from tests.test_smoke_chain import smoke_run  # noqa: E402,F401  (session fixture: the smoke recipe, end to end)
 
 
 @pytest.mark.slow
-def test_training_writes_papers_into_every_final(papered_run):
+def test_training_writes_papers_into_every_final(smoke_run):
     from tests.helpers import compose_cfg
 
-    run = papered_run
+    run = smoke_run
     recipe = compose_cfg(["recipe=smoke"]).data
     data_m = json.loads((run / "data" / "manifest.json").read_text())
     index = json.loads((run / "shards" / "index.json").read_text())
@@ -279,7 +261,7 @@ def test_training_writes_papers_into_every_final(papered_run):
         chain = [s["stage"] for s in bom["stages"]]
         assert chain == order[: order.index(stage) + 1]  # the lineage, named SFT stages included
         every = {("sft_general", "sft.jsonl"), ("sft_domain", "constitution_qa.jsonl"),
-                 ("sft_domain", "ChatbotData.csv"), ("dpo", "dpo.jsonl")}
+                 ("sft_domain", "ChatbotData.csv"), ("dpo", "dpo.jsonl"), ("dpo", "dpo_helpful.jsonl")}
         finetune = {(f["stage"], Path(f["path"]).name) for f in bom["data"]["finetune_files"]}
         assert finetune == {(s, n) for s, n in every if order.index(s) <= order.index(stage)}, stage
         for s in bom["stages"][:-1]:

@@ -54,6 +54,9 @@ def test_usr1_checkpoints_requeues_and_resumes_to_the_uninterrupted_loss(slurm_c
             break
         assert time.time() - t0 < 300 and "JobState=FAILED" not in show, show
         time.sleep(0.5)
+    # A start within the same second as the first run's end can meet "Job credential revoked" (slurmd keys
+    # revoked credentials by second); wait that second out.
+    time.sleep(1.1)
     slurm("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
     state = wait_for_job(job, timeout=600)
     log = "\n".join(p.read_text(errors="replace") for p in (run_dir / "slurm").glob("pretrain-*.out"))

@@ -115,6 +115,8 @@ def test_dpo_raises_the_held_out_preference(smoke_run):
     assert h["reward_accuracy"] > 0.5 and h["reward_margin"] > 0
     card = (smoke_run / "dpo" / "final" / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert f"| dpo | held_out.logp_accuracy | {h['logp_accuracy']:.4g} |" in card
+    report = (smoke_run / "eval" / "report.md").read_text(encoding="utf-8")
+    assert "## Preference on held-out pairs (DPO)" in report and f"| dpo | {h['pairs']} |" in report
 
 
 @pytest.fixture(scope="module")

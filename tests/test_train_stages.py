@@ -106,7 +106,7 @@ def upstream_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # shared with test_eval_stage: the chain is trained once
 def trained(upstream_run, tmp_path_factory) -> SimpleNamespace:
     extra = tmp_path_factory.mktemp("extra")
     (extra / "bad_sft.jsonl").write_text("\n".join(BAD_SFT) + "\n", encoding="utf-8")
@@ -118,7 +118,7 @@ def trained(upstream_run, tmp_path_factory) -> SimpleNamespace:
         "sft.max_steps=6", "sft.save_steps=3", "sft.zero_stage=3", "sft.report_to=[wandb]",
         f"sft.data=['{CHAT / 'sft.jsonl'}','{extra / 'bad_sft.jsonl'}']",
         "dpo.max_steps=4", "dpo.save_steps=2", "dpo.zero_stage=3",
-        f"dpo.data=['{CHAT / 'dpo.jsonl'}','{extra / 'bad_dpo.jsonl'}']",
+        "dpo.datasets=[]", f"dpo.data=['{CHAT / 'dpo.jsonl'}','{extra / 'bad_dpo.jsonl'}']",
     ]
     log = run_dir.parent / "train.log"
     stage = run_dir / "pretrain"
@@ -230,7 +230,8 @@ def test_metrics_jsonl_and_stage_metrics(trained):
             assert metrics.get(key) is not None, (name, key)
         assert metrics["world_size"] == NPROC and metrics["zero_stage"] == zero, name
         assert metrics["final_loss"] == rows[-1]["loss"]
-        assert {o["path"].split("/")[0] for o in m["outputs"]} == {"final", "metrics.jsonl"}
+        chat = {"rejects"} if name != "pretrain" else set()  # the chat stages keep their rejected records
+        assert {o["path"].split("/")[0] for o in m["outputs"]} == {"final", "metrics.jsonl", *chat}
 
     pre = manifest(trained.run_dir / "pretrain")["metrics"]
     assert pre["validation_loss"] > 0 and pre["validation_perplexity"] == pytest.approx(
@@ -248,6 +249,10 @@ def test_metrics_jsonl_and_stage_metrics(trained):
     for key in ("rewards_accuracies", "rewards_margins", "rewards_chosen", "rewards_rejected"):
         assert dpo["final_" + key] is not None and dpo["mean_" + key] is not None, key
     assert 0 <= dpo["mean_rewards_accuracies"] <= 1
+    rejects = [json.loads(x) for x in (trained.run_dir / "dpo" / "rejects" / "rejected.jsonl").read_text().splitlines()]
+    assert len(rejects) == len(BAD_DPO) and all(r["file"].endswith("bad_dpo.jsonl") and r["line"] for r in rejects)
+    held = dpo["held_out"]  # under ZeRO-3 as well: all ranks score the held-out pairs after training
+    assert held["pairs"] == dpo["validation_records"] > 0 and held["logp_accuracy_before"] is not None
 
 
 @pytest.mark.slow

@@ -64,6 +64,7 @@ def gather_run(run_dir: Path, training: list[str] | tuple[str, ...] = TRAINING) 
                 "loss": [r.get("loss") for r in rows if isinstance(r.get("loss"), (int, float))],
                 "final_loss": (m.get("metrics") or {}).get("final_loss"),
                 "eval_loss": _first((m.get("metrics") or {}), "validation_loss", "eval_loss"),
+                "held_out": (m.get("metrics") or {}).get("held_out"),  # dpo: preference on held-out pairs
             }
     dm = (_manifest(run_dir / "data").get("metrics") or {})
     if dm:
@@ -193,6 +194,19 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
         for stage, t in training.items():
             lines.append(f"| {stage} | {len(t['loss'])} | {_cell(t['loss'][0] if t['loss'] else None)} | "
                          f"{_cell(t['final_loss'])} | {_cell(t['eval_loss'])} |")
+        lines.append("")
+    pref = {stage: t["held_out"] for stage, t in training.items() if t.get("held_out")}
+    if pref:
+        lines += ["## Preference on held-out pairs (DPO)", "",
+                  "Chosen preferred: share of pairs whose chosen answer has the higher log-probability, before "
+                  "training (the reference model) and after. Reward: TRL's implicit reward, 0 for every pair "
+                  "before training.", "",
+                  "| stage | pairs | chosen preferred before | after | log-prob margin before | after | "
+                  "reward accuracy | reward margin |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for stage, h in pref.items():
+            lines.append(f"| {stage} | {h.get('pairs')} | " + " | ".join(_cell(h.get(k)) for k in (
+                "logp_accuracy_before", "logp_accuracy", "logp_margin_before", "logp_margin", "reward_accuracy",
+                "reward_margin")) + " |")
         lines.append("")
     d = report["run"]["data"]
     if d:
