@@ -8,7 +8,6 @@ from kgov_train.config.validate import validate
 from kgov_train.manifest import Manifest
 from kgov_train.pipeline import run_chain
 from tests.helpers import compose_cfg
-from tests.slurm_cluster import slurm_cluster  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slurm
 

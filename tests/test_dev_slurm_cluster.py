@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.slurm_cluster import NEVER_SATISFIED, job_state, sbatch, slurm, slurm_cluster, wait_for_job  # noqa: F401
+from tests.slurm_cluster import NEVER_SATISFIED, job_state, sbatch, slurm, wait_for_job
 
 pytestmark = pytest.mark.slurm
 

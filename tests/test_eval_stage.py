@@ -21,7 +21,7 @@ from kgov_train.config.schema import CHAIN
 from kgov_train.manifest import Manifest, ManifestError
 from kgov_train.stages import STAGES
 from tests.helpers import compose_cfg
-from tests.test_train_stages import run_chain, trained, upstream_run  # noqa: F401 (fixtures)
+from tests.chains import run_chain
 
 EVAL = REPO_ROOT / "examples" / "eval"
 TASKS = {"kgov_kobest_boolq_sample": EVAL / "tasks" / "kgov_kobest_boolq_sample.jsonl",

@@ -215,9 +215,6 @@ def test_regenerate_keeps_sealed_papers(synthetic_run):
 # Real training: the papers save_final writes into every final/
 # ---------------------------------------------------------------------------------------------------------------------
 
-from tests.test_smoke_chain import smoke_run  # noqa: E402,F401  (session fixture: the smoke recipe, end to end)
-
-
 @pytest.mark.slow
 def test_training_writes_papers_into_every_final(smoke_run):
     from tests.helpers import compose_cfg

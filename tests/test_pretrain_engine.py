@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from kgov_train.train.schedule import ScheduleError, pretrain_schedule
 from tests.helpers import compose_cfg
-from tests.test_train_stages import manifest, metrics_rows, run_chain, upstream_run  # noqa: F401 (fixture)
+from tests.chains import manifest, metrics_rows, run_chain
 
 NPROC, MICRO = 2, 4  # the smoke recipe's
 SPS = NPROC * MICRO  # samples per optimizer step (no accumulation)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm_cluster import SCRIPT, _slurm_env, slurm, slurm_cluster_2nodes, wait_for_job  # noqa: F401 (fixture)
-from tests.test_train_stages import manifest, metrics_rows, run_chain, upstream_run  # noqa: F401 (fixture)
+from tests.slurm_cluster import SCRIPT, _slurm_env, slurm, wait_for_job
+from tests.chains import manifest, metrics_rows, run_chain
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 STEPS = 16

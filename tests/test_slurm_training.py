@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm_cluster import _slurm_env, slurm, slurm_cluster, wait_for_job  # noqa: F401 (fixture)
-from tests.test_train_stages import manifest, metrics_rows, run_chain, upstream_run  # noqa: F401 (fixture)
+from tests.slurm_cluster import _slurm_env, slurm, wait_for_job
+from tests.chains import manifest, metrics_rows, run_chain
 from tests.helpers import compose_cfg
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

@@ -5,33 +5,17 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from kgov_train.stages import chain
+from tests.chains import kgov
 from tests.helpers import compose_cfg
 
 pytestmark = pytest.mark.slow
 CHAIN = [s.name for s in chain(compose_cfg(["recipe=smoke"]))]  # with the named SFT stages sft_general, sft_domain
 HANGUL = re.compile(r"[가-힣]")
-
-
-def kgov(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, "-m", "kgov_train.cli", "recipe=smoke", f"run_dir={run_dir}", *overrides],
-                         capture_output=True, text=True, timeout=1200)
-    (run_dir.parent / f"{run_dir.name}.log").write_text(res.stdout + res.stderr)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-6000:]
-    return res
-
-
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("smoke") / "run"
-    kgov(run_dir)
-    return run_dir
 
 
 def manifest(run_dir: Path, stage: str) -> dict:

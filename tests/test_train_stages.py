@@ -1,179 +1,22 @@
 """pretrain, sft and dpo with real DeepSpeed/TRL on 2 CPU processes, and the pieces they are built from.
 
-The slow tests share one run folder: the real data/tokenizer/shards stages of the smoke recipe (once per session),
-then pretrain (ZeRO-2) killed with SIGKILL after its first checkpoint and resumed, then sft and dpo under ZeRO-3.
-Step counts are cut down; the whole file takes about a minute on 2 cores (46-65 s measured).
+The slow tests read the `trained` run folder (tests/chains.py): the real data/tokenizer/shards stages of the smoke
+recipe, then pretrain (ZeRO-2) killed with SIGKILL after its first checkpoint and resumed, then sft and dpo under
+ZeRO-3. Step counts are cut down.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from kgov_train import REPO_ROOT
 from tests.helpers import compose_cfg
 
-PRETRAIN_STEPS, SAVE_STEPS = 40, 10
-SEQ_LEN, MICRO_BATCH, NPROC = 128, 4, 2
-CHAT = REPO_ROOT / "examples" / "data" / "ko-chatbot"
-
-# Records the sft/dpo stages must skip and count (one per reason), appended to the real data as a second file.
-BAD_SFT = [
-    "{not json",
-    json.dumps({"messages": []}),
-    json.dumps({"messages": [{"role": "bot", "content": "안녕"}, {"role": "assistant", "content": "네"}]}),
-    json.dumps({"messages": [{"role": "user", "content": "   "}, {"role": "assistant", "content": "네"}]}),
-    json.dumps({"messages": [{"role": "user", "content": "혼잣말"}]}),
-]
-BAD_DPO = [
-    json.dumps({"prompt": [{"role": "user", "content": "질문"}], "chosen": [], "rejected": [
-        {"role": "assistant", "content": "답"}]}),
-    json.dumps({"prompt": [{"role": "assistant", "content": "질문"}], "chosen": [
-        {"role": "assistant", "content": "답"}], "rejected": [{"role": "assistant", "content": "답"}]}),
-]
-
-
-def run_chain(overrides: list[str]):
-    from kgov_train.config.validate import validate
-    from kgov_train.pipeline import run_chain as chain
-
-    cfg = compose_cfg(overrides)
-    validate(cfg)
-    return chain(cfg, overrides)
-
-
-@contextlib.contextmanager
-def fd_output(path: Path):
-    """Send this process's fd 1 and 2 (and so torchrun's children's output) to `path` for the duration."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(path, "ab") as f:
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
-def metrics_rows(stage_dir: Path) -> list[dict]:
-    return [json.loads(x) for x in (stage_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-
-
-def manifest(stage_dir: Path) -> dict:
-    return json.loads((stage_dir / "manifest.json").read_text())
-
-
-def processes_mentioning(text: str) -> list[int]:
-    found = []
-    for d in os.listdir("/proc"):
-        if d.isdigit() and int(d) != os.getpid():
-            try:
-                if text.encode() in Path(f"/proc/{d}/cmdline").read_bytes():
-                    found.append(int(d))
-            except OSError:
-                pass
-    return found
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Fixtures: the upstream stages once per session, the training chain once per module
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def upstream_run(tmp_path_factory) -> Path:
-    """data, tokenizer and shards of the smoke recipe, run for real."""
-    run_dir = tmp_path_factory.mktemp("train") / "run"
-    run_chain(["recipe=smoke", f"run_dir={run_dir}", "stages=[data,tokenizer,shards]"])
-    return run_dir
-
-
-@pytest.fixture(scope="session")  # shared with test_eval_stage: the chain is trained once
-def trained(upstream_run, tmp_path_factory) -> SimpleNamespace:
-    extra = tmp_path_factory.mktemp("extra")
-    (extra / "bad_sft.jsonl").write_text("\n".join(BAD_SFT) + "\n", encoding="utf-8")
-    (extra / "bad_dpo.jsonl").write_text("\n".join(BAD_DPO) + "\n", encoding="utf-8")
-    run_dir = upstream_run
-    overrides = [
-        "recipe=smoke", f"run_dir={run_dir}", "sft_stages=null",  # one `sft` stage (the named ones: test_smoke_chain)
-        f"pretrain.max_steps={PRETRAIN_STEPS}", f"pretrain.save_steps={SAVE_STEPS}", "pretrain.eval_sequences=4",
-        "sft.max_steps=6", "sft.save_steps=3", "sft.zero_stage=3", "sft.report_to=[wandb]",
-        f"sft.data=['{CHAT / 'sft.jsonl'}','{extra / 'bad_sft.jsonl'}']",
-        "dpo.max_steps=4", "dpo.save_steps=2", "dpo.zero_stage=3",
-        "dpo.datasets=[]", f"dpo.data=['{CHAT / 'dpo.jsonl'}','{extra / 'bad_dpo.jsonl'}']",
-    ]
-    log = run_dir.parent / "train.log"
-    stage = run_dir / "pretrain"
-    timings = {}
-
-    # 1. pretrain through the real CLI in its own session; SIGKILL the whole group once checkpoint-10 is complete
-    #    and a couple more steps are logged (they are redone after the resume).
-    from kgov_train.train.common import complete_checkpoints
-
-    t0 = time.time()
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "kgov_train.cli", *overrides, "stages=[pretrain]"],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        while True:
-            assert proc.poll() is None, f"pretrain ended before it could be killed; see {log}"
-            assert time.time() - t0 < 300, f"no checkpoint after 300 s; see {log}"
-            rows = metrics_rows(stage) if (stage / "metrics.jsonl").exists() else []
-            if complete_checkpoints(stage / "checkpoints") and rows and rows[-1]["step"] >= SAVE_STEPS + 2:
-                break
-            time.sleep(0.02)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    killed_at = time.time()
-    deadline = time.time() + 20
-    while processes_mentioning(str(run_dir)) and time.time() < deadline:  # the workers die with their agent
-        time.sleep(0.1)
-    survivors = processes_mentioning(str(run_dir))
-    for pid in survivors:  # only so a failing assertion leaves no stray trainer behind
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    timings["pretrain_killed"] = killed_at - t0
-    killed_rows = metrics_rows(stage)
-    checkpoints = complete_checkpoints(stage / "checkpoints")
-    resume_step = int(checkpoints[-1].name.split("-")[1])
-    status_after_kill = manifest(stage)["status"]
-
-    # 2. The same command again, through run_chain: it must resume from that checkpoint and seal the stage.
-    t0 = time.time()
-    with fd_output(log):
-        run_chain([*overrides, "stages=[pretrain]"])
-    timings["pretrain_resumed"] = time.time() - t0
-
-    # 3. sft and dpo under ZeRO-3.
-    for name in ("sft", "dpo"):
-        t0 = time.time()
-        with fd_output(log):
-            run_chain([*overrides, f"stages=[{name}]"])
-        timings[name] = time.time() - t0
-    print("stage wall times (s):", {k: round(v, 1) for k, v in timings.items()})
-    return SimpleNamespace(run_dir=run_dir, log=log.read_text(errors="replace"), killed_rows=killed_rows,
-                           killed_at=killed_at, resume_step=resume_step, survivors=survivors,
-                           status_after_kill=status_after_kill, overrides=overrides)
+from tests.chains import BAD_DPO, BAD_SFT, MICRO_BATCH, NPROC, PRETRAIN_STEPS, SAVE_STEPS, SEQ_LEN, manifest, metrics_rows
 
 
 # ---------------------------------------------------------------------------------------------------------------------

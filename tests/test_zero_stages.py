@@ -27,7 +27,7 @@ import pytest
 
 from kgov_train import REPO_ROOT
 from tests.helpers import compose_cfg
-from tests.test_train_stages import manifest, metrics_rows, upstream_run  # noqa: F401  (upstream_run: a fixture)
+from tests.chains import manifest, metrics_rows
 
 STEPS, NPROC = 20, 2
 LOSS_TOL = 1e-3
