@@ -20,6 +20,7 @@ from transformers import TrainerCallback
 
 from kgov_train.config.sections import key_of, section
 from kgov_train.stages import StageContext, StageResult
+from kgov_train.train import lora
 
 log = logging.getLogger("kgov_train")
 
@@ -479,8 +480,6 @@ def save_final(ctx: StageContext, trainer, tokenizer, known: dict[str, Any] | No
     model.config.use_cache = True
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.use_cache = True
-    from kgov_train.train import lora
-
     if lora.is_lora_trainer(trainer):
         # final/ is the base with the adapter merged in (a standalone model); the adapter is kept in adapter/
         lora.save_merged(trainer, final, base=ctx.base, is_main=ctx.is_main, tokenizer=tokenizer)
@@ -520,8 +519,6 @@ def finish(ctx: StageContext, name: str, trainer, output, resumed_from: Path | N
         "logged_steps": len(rows),
     }
     metrics.update(extra or {})
-    from kgov_train.train import lora
-
     if lora.is_lora_trainer(trainer):
         outputs = [*outputs, lora.ADAPTER]
     return StageResult(outputs=[FINAL, METRICS, *outputs], metrics=metrics)
