@@ -29,6 +29,11 @@ def key_of(cfg: DictConfig, name: str) -> str:
     return f"sft_stages.{name}" if name != "sft" and is_sft(cfg, name) else name
 
 
+def chat_kind(name: str) -> str:
+    """The records a chat stage trains on: "dpo" (preference pairs) for dpo, "sft" (conversations) for the others."""
+    return "dpo" if name == "dpo" else "sft"
+
+
 def where(cfg: DictConfig, name: str, field: str) -> str:
     """The dotted key that sets `field` (dotted below the section) for a stage, for messages: a named SFT stage's
     own key when it sets it, else the `sft` key it inherits."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from data_prep.corpus.readers import encoding_problem
-from kgov_train.config.sections import SectionError, key_of, section, sft_stage_names, where
+from kgov_train.config.sections import SectionError, chat_kind, key_of, section, sft_stage_names, where
 
 
 class RecipeError(ValueError):
@@ -170,7 +170,7 @@ def chat_stage_problems(cfg: DictConfig, name: str, key: str, s: DictConfig) -> 
     from kgov_train.chat import dataset_specs
 
     errors = []
-    kind = "dpo" if name == "dpo" else "sft"
+    kind = chat_kind(name)
     try:
         dataset_specs(s, kind, key)  # both or neither of data/datasets, globs, formats, weights: the first problem
     except RecipeError as e:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.hashing import sha256_file
+from kgov_train.config.sections import SFT_NAME
 
 PAPERS = ("MODEL_CARD.md", "bom.json")
 TRAIN_STAGES = ("pretrain", "sft", "dpo")  # and named SFT stages, sft_<name>
@@ -27,7 +28,7 @@ _INPUT_SHA = re.compile(rb'"input_sha256":\s*"([0-9a-f]{64})"')
 
 
 def is_training(stage: str) -> bool:
-    return stage in TRAIN_STAGES or stage.startswith("sft_")
+    return stage in TRAIN_STAGES or bool(SFT_NAME.match(stage))
 
 
 def lineage(run_dir: Path, stage: str) -> list[str]:

@@ -44,21 +44,14 @@ def models(cfg: DictConfig) -> dict[str, Path]:
                             "run it first")
     if not (run_dir / main / FINAL / "config.json").is_file():
         raise ManifestError(f"stage 'eval': {run_dir / main / FINAL} holds no model (eval.model_stage={main})")
-    from kgov_train.config.sections import sft_stage_names
-    from kgov_train.stages import chain
+    from kgov_train.stages import selected
 
-    wanted = [str(s) for s in cfg.eval.stages]
-    if "sft" in wanted:  # every SFT stage (sft_general, sft_domain, ...)
-        i = wanted.index("sft")
-        wanted[i:i + 1] = sft_stage_names(cfg)
-    found = {}
-    for name in [*wanted, main]:
-        other = Manifest.load(run_dir / name)
-        if name not in found and other is not None and other.status == "complete" and \
-                (run_dir / name / FINAL / "config.json").is_file():
-            found[name] = run_dir / name / FINAL
-    order = [s.name for s in chain(cfg)]  # the chain's order, then anything else
-    return dict(sorted(found.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
+    # in chain order; "sft" names every SFT stage (sft_general, sft_domain, ...)
+    names = [s.name for s in selected(cfg, [*[str(s) for s in cfg.eval.stages], main])]
+    found = {name: run_dir / name / FINAL for name in names
+             if (other := Manifest.load(run_dir / name)) is not None and other.status == "complete"
+             and (run_dir / name / FINAL / "config.json").is_file()}
+    return found if main in found else {**found, main: run_dir / main / FINAL}  # checked above
 
 
 def external_inputs(cfg: DictConfig, name: str = "eval") -> list[Path]:

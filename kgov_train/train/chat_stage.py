@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from kgov_train.config.sections import key_of, section
+from kgov_train.config.sections import chat_kind, key_of, section
 from kgov_train.stages import StageContext
 
 REJECTS = "rejects"  # <stage_dir>/rejects/rejected.jsonl, sealed with the stage's outputs
@@ -31,15 +31,14 @@ class ChatStage:
     @classmethod
     def of(cls, ctx: StageContext) -> "ChatStage":
         name = ctx.name
-        return cls(name, "dpo" if name == "dpo" else "sft", key_of(ctx.cfg, name), section(ctx.cfg, name))
+        return cls(name, chat_kind(name), key_of(ctx.cfg, name), section(ctx.cfg, name))
 
 
 def external_inputs(cfg: DictConfig, name: str) -> list[Path]:
     """Every input file of every dataset of the stage (their hashes go into the manifest and the BOM)."""
     from kgov_train.chat import input_files
 
-    kind = "dpo" if name == "dpo" else "sft"
-    return [f.path for f in input_files(section(cfg, name), kind, key_of(cfg, name))]
+    return [f.path for f in input_files(section(cfg, name), chat_kind(name), key_of(cfg, name))]
 
 
 def load_model(ctx: StageContext, stage: ChatStage):
