@@ -81,6 +81,8 @@ def test_every_shipped_recipe_and_group_composes():
         (["tokenizer.heldout_fraction=1.0"], "tokenizer.heldout_fraction: in "),
         (["dpo.loss_type=simgoid"], "dpo.loss_type: one of sigmoid, hinge, ipo"),
         (["dpo.beta=0"], "dpo.beta: must be > 0"),
+        (["data.dedup.short_similarity=1.5"], "data.dedup.short_similarity must be in (0, 1)"),
+        (["data.dedup.buckets=0"], "data.dedup.buckets must be >= 1"),
     ],
 )
 def test_semantic_checks(overrides, message):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import subprocess
 import sys
 import time
@@ -18,9 +19,13 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from datatrove.executor import LocalPipelineExecutor
+from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from data_prep.corpus.step import CorpusStep
+
 log = logging.getLogger("data_prep.corpus")
+_MAX = "max_"  # a counter named max_* is the largest value over a pass's tasks, not their sum
 
 
 class ExecutorError(RuntimeError):
@@ -49,7 +54,21 @@ class Pass:
     workers: int
 
 
-StepCounters = Dict[str, Dict[str, float]]  # step name -> counter -> total over all tasks
+StepCounters = Dict[str, Dict[str, float]]  # step name -> counter -> total over all tasks (max_*: largest)
+
+
+class PeakMemory(CorpusStep):
+    """Last step of every pass: passes documents on, then records its task process's peak resident memory
+    (KiB; on Linux it includes what a forked worker shares with the process that started it)."""
+
+    type = "📏 - MEASURE"
+    name = "peak memory"
+    KEY = _MAX + "rss_kib"
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data is not None:
+            yield from data
+        self.stat_update(self.KEY, value=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def read_stats(logs: Path) -> StepCounters:
@@ -64,7 +83,7 @@ def read_stats(logs: Path) -> StepCounters:
             counters = total.setdefault(step["name"], {})
             for key, value in step.get("stats", {}).items():
                 n = value.get("total", 0) if isinstance(value, dict) else value
-                counters[key] = counters.get(key, 0) + n
+                counters[key] = max(counters.get(key, 0), n) if key.startswith(_MAX) else counters.get(key, 0) + n
     return total
 
 

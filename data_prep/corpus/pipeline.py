@@ -1,15 +1,17 @@
-"""The corpus pipeline: two datatrove passes, parallel per file, then one global pass.
+"""The corpus pipeline: datatrove passes, parallel per file, then one global pass.
 
   1. split (tasks=N, workers=W), every step optional but NFC:
        read -> normalise -> PII -> empty/length -> quality -> decontamination
-       -> near-dup signature -> work/<task>.jsonl
-  2. merge (one task): k-way merge into corpus order -> exact dedup -> near dedup
+       -> near-dup keys (work/near/) -> work/<task>.jsonl
+  2. near (data.dedup.buckets tasks, only with near-dedup): candidate pairs per hash partition,
+       checked by the similarity rules -> work/near/pairs/
+  3. merge (one task): k-way merge into corpus order -> exact dedup -> near dedup
        -> clean/ + rejected/
 
 PII runs before any filter so that rejected/ holds no personal data either. The
 dedup decisions need the whole corpus in a fixed order to keep "the first"
-occurrence, which is why they run after the parallel pass and not inside it; the
-expensive part of near-dedup (signatures) still runs in parallel.
+occurrence, which is why they run after the parallel passes and not inside them; the
+expensive parts of near-dedup (signatures, candidate search, similarity checks) run in parallel.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from datatrove.pipeline.base import PipelineStep
 
 from data_prep.corpus.decontam import Decontaminate, DecontamSettings
 from data_prep.corpus.dedup import ExactDedup
-from data_prep.corpus.executors import Pass, SlurmSettings, StepCounters, run_local, run_slurm
+from data_prep.corpus.executors import PeakMemory, Pass, SlurmSettings, StepCounters, run_local, run_slurm
 from data_prep.corpus.filters import EmptyTextFilter, LengthFilter
 from data_prep.corpus.merge import MergeTaskFiles
-from data_prep.corpus.near_dedup import DedupSettings, NearDedup, NearDedupSignature
+from data_prep.corpus.near_dedup import DedupSettings, NearDedup, NearDedupCandidates, NearDedupSignature
+from data_prep.corpus.near_dedup.workfiles import NEAR
 from data_prep.corpus.normalize import NormalizeSettings, TextNormalizer
 from data_prep.corpus.pii import PIISettings, PIIStep
 from data_prep.corpus.quality import QualityFilter, QualitySettings
@@ -76,8 +79,11 @@ class CorpusReport:
     workers: int
     executor: str
     split_seconds: float
+    near_seconds: float
     merge_seconds: float
     docs_per_sec: float
+    peak_rss_mb: dict[str, float]  # per pass: the largest peak resident memory of one of its task processes
+    near_dedup: dict[str, int]  # the near pass's counters: documents, entries, candidate and similar pairs
     rejected_dir: str = field(default="")
 
     def metrics(self) -> dict:
@@ -102,18 +108,24 @@ def split_steps(inputs: list[InputFile], settings: CorpusSettings, work: Path) -
         LengthFilter(s.min_chars, s.max_chars),
         QualityFilter(s.quality) if s.quality.enabled else None,
         Decontaminate(s.decontam) if s.decontam.enabled else None,
-        NearDedupSignature(s.dedup) if s.dedup.near else None,
+        NearDedupSignature(s.dedup, work / NEAR) if s.dedup.near else None,
         WorkWriter(str(work)),
+        PeakMemory(),
     ]
     return [step for step in steps if step is not None]
+
+
+def near_steps(settings: CorpusSettings, out_dir: Path) -> list[PipelineStep]:
+    return [NearDedupCandidates(settings.dedup, out_dir / WORK / NEAR), PeakMemory()]
 
 
 def merge_steps(settings: CorpusSettings, out_dir: Path, writer: SplitWriter) -> list[PipelineStep]:
     steps: list[PipelineStep | None] = [
         MergeTaskFiles(str(out_dir / WORK)),
         ExactDedup(str(out_dir / STATE), settings.dedup.on_disk) if settings.dedup.exact else None,
-        NearDedup(settings.dedup, str(out_dir / STATE)) if settings.dedup.near else None,
+        NearDedup(settings.dedup, out_dir / WORK / NEAR) if settings.dedup.near else None,
         writer,
+        PeakMemory(),
     ]
     return [step for step in steps if step is not None]
 
@@ -140,22 +152,27 @@ def prepare_corpus(inputs: list[InputFile], out_dir: Path, settings: CorpusSetti
     gz = settings.compression == "gzip"
     writer = SplitWriter(RecordWriter(str(out_dir / CLEAN), gz), RecordWriter(str(out_dir / REJECTED), gz))
     merge = merge_steps(settings, out_dir, writer)
-    passes = [Pass("split", split, tasks, settings.workers), Pass("merge", merge, 1, 1)]
+    passes = [Pass("split", split, tasks, settings.workers)]
+    if settings.dedup.near:
+        passes.append(Pass(NEAR, near_steps(settings, out_dir), settings.dedup.buckets, settings.workers))
+    passes.append(Pass("merge", merge, 1, 1))
 
-    t0 = time.time()
-    if settings.executor == "slurm":
-        split_stats, merge_stats = run_slurm(passes, out_dir / LOGS, settings.slurm, settings.job_name)
-        t1 = t0  # the passes run as chained jobs: only their total is measured here
+    t0, seconds = time.time(), {}
+    if settings.executor == "slurm":  # the passes run as chained jobs: only their total is measured here
+        stats = run_slurm(passes, out_dir / LOGS, settings.slurm, settings.job_name)
     else:
-        split_stats, = run_local(passes[:1], out_dir / LOGS)
-        t1 = time.time()
-        merge_stats, = run_local(passes[1:], out_dir / LOGS)
-    t2 = time.time()
+        stats = []
+        for p in passes:
+            t = time.time()
+            stats += run_local([p], out_dir / LOGS)
+            seconds[p.name] = round(time.time() - t, 2)
+    wall = time.time() - t0
+    by_pass = dict(zip((p.name for p in passes), stats))
     for sub in (CLEAN, REJECTED):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)  # present even when empty
     shutil.rmtree(out_dir / WORK, ignore_errors=True)
 
-    report = _report(inputs, settings, split, split_stats, writer, merge_stats, tasks, (t0, t1, t2), weights or {})
+    report = _report(inputs, settings, passes, by_pass, writer, tasks, seconds, wall, weights or {})
     report.rejected_dir = str(out_dir / REJECTED)
     # The stage's core promise: every record read is either kept or rejected with a reason.
     if report.docs_in != report.docs_kept + report.docs_rejected or report.files_in != len(inputs):
@@ -168,9 +185,10 @@ def prepare_corpus(inputs: list[InputFile], out_dir: Path, settings: CorpusSetti
     return report
 
 
-def _report(inputs: list[InputFile], settings: CorpusSettings, split: list[PipelineStep], split_stats: StepCounters,
-            writer: SplitWriter, merge_stats: StepCounters, tasks: int, times: tuple[float, float, float],
+def _report(inputs: list[InputFile], settings: CorpusSettings, passes: list[Pass], by_pass: dict[str, StepCounters],
+            writer: SplitWriter, tasks: int, seconds: dict[str, float], wall: float,
             weights: dict[str, float]) -> CorpusReport:
+    split, split_stats, merge_stats = passes[0].pipeline, by_pass["split"], by_pass["merge"]
     read, written = _counters(split_stats, split[0]), _counters(merge_stats, writer)
     normalized = {k: v for k, v in _counters(split_stats, split[1]).items() if k != "normalized"}
     pii = next((_counters(split_stats, s) for s in split if isinstance(s, PIIStep)), {})
@@ -187,8 +205,8 @@ def _report(inputs: list[InputFile], settings: CorpusSettings, split: list[Pipel
         lic["sources"].append(name)
         lic["docs_kept"] += entry["docs_kept"]
         lic["chars_kept"] += entry["chars_kept"]
-    t0, t1, t2 = times
     docs_in = read.get("records_in", 0)
+    near = _counters(by_pass[NEAR], passes[1].pipeline[0]) if NEAR in by_pass else {}
     return CorpusReport(
         files_in=read.get("input_files", 0), docs_in=docs_in,
         docs_kept=written.get("kept", 0), docs_rejected=written.get("rejected", 0),
@@ -196,6 +214,9 @@ def _report(inputs: list[InputFile], settings: CorpusSettings, split: list[Pipel
         pii_found={k.removeprefix("pii_"): v for k, v in sorted(pii.items()) if k.startswith("pii_")},
         sources=sources, licenses=dict(sorted(licenses.items())),
         tasks=tasks, workers=min(settings.workers, tasks), executor=settings.executor,
-        split_seconds=round(t1 - t0, 2), merge_seconds=round(t2 - t1, 2),
-        docs_per_sec=round(docs_in / max(t2 - t0, 1e-9), 1),
+        split_seconds=seconds.get("split", 0.0), near_seconds=seconds.get(NEAR, 0.0),
+        merge_seconds=seconds.get("merge", 0.0), docs_per_sec=round(docs_in / max(wall, 1e-9), 1),
+        peak_rss_mb={p.name: round(_counters(by_pass[p.name], p.pipeline[-1]).get(PeakMemory.KEY, 0) / 1024, 1)
+                     for p in passes},
+        near_dedup=near,
     )

@@ -99,6 +99,13 @@ def validate(cfg: DictConfig) -> None:
         check(cfg.data.min_chars >= 0, f"data.min_chars: must be >= 0, got {cfg.data.min_chars}")
         check(cfg.data.max_chars > cfg.data.min_chars, "data.max_chars: must exceed data.min_chars")
         check(cfg.data.compression in (None, "gzip"), f"data.compression: null or gzip, got '{cfg.data.compression}'")
+        for block in ("dedup", "pii"):  # the blocks' own checks, before any file is read
+            if not cfg.data[block].get("enabled", True):
+                continue
+            try:
+                OmegaConf.to_object(cfg.data[block]).validate()
+            except ValueError as e:
+                errors.append(str(e))
     if "tokenizer" in stages:
         check(cfg.tokenizer.model_type in ("bpe", "unigram"), f"tokenizer.model_type: bpe or unigram, got '{cfg.tokenizer.model_type}'")
         check(cfg.tokenizer.vocab_size >= 300, f"tokenizer.vocab_size: at least 300 (256 byte pieces + specials), got {cfg.tokenizer.vocab_size}")

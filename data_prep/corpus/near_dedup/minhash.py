@@ -7,9 +7,9 @@ minimum are kept ("b-bit minhash", Li & König 2010): two unrelated values agree
 probability 2**-16, so the Jaccard estimate shifts by < 0.00002 while signatures, work
 files and the kept-document index are half the size of 32-bit ones.
 
-A key shorter than `min_chars` has too few n-grams for a Jaccard estimate to mean much:
-its one "shingle" is the hash of the whole key, so it matches exactly the documents with
-the same key (the same text up to spacing, punctuation and emoticon runs) and nothing else.
+A key shorter than `min_chars` has too few n-grams for a Jaccard estimate to mean much: it
+gets no signature (documents with the same key are linked by the key's hash, and short keys
+are compared by edits, see editfilter.py).
 """
 
 from __future__ import annotations
@@ -40,31 +40,21 @@ _BAND_MULT = _splitmix64(0x6B676F76, 64) | U64(1)
 
 
 class MinHasher:
-    def __init__(self, ngram: int, bands: int, rows: int, seed: int, min_chars: int):
-        self.ngram, self.bands, self.rows, self.min_chars = ngram, bands, rows, min_chars
+    def __init__(self, ngram: int, bands: int, rows: int, seed: int):
+        self.ngram, self.bands, self.rows = ngram, bands, rows
         self.num_hashes = bands * rows
         params = _splitmix64(seed, 2 * self.num_hashes)
         self.a, self.b = params[:self.num_hashes], params[self.num_hashes:]
 
-    def signatures(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(uint16 signatures [n, bands*rows], key lengths [n], whole-key flags [n]) for a batch of texts.
-
-        Rows of texts whose key is empty (nothing but spaces, punctuation, emoticons) are meaningless.
-        """
-        k = keys(texts)
-        n, lengths = len(texts), k.lengths
-        whole = (lengths > 0) & (lengths < self.min_chars)
-        hasher = WindowHasher(k)
+    def signatures(self, hasher: WindowHasher, docs: np.ndarray) -> np.ndarray:
+        """uint16 signatures [len(docs), bands*rows] of the listed rows of a batch (keys of >= ngram chars)."""
+        n = hasher.k.lengths.size
+        want = np.zeros(n, dtype=bool)
+        want[docs] = True
         h, start = hasher.windows(self.ngram)
-        hseg = k.seg[start]
-        use = ~whole[hseg]
-        h, hseg = h[use], hseg[use]
-        short = np.flatnonzero(whole)
-        if short.size:
-            h, hseg = np.concatenate([h, hasher.whole(short)]), np.concatenate([hseg, short])
-            order = np.argsort(hseg, kind="stable")
-            h, hseg = h[order], hseg[order]
-        x = h >> U64(32)
+        hseg = hasher.k.seg[start]
+        use = want[hseg]
+        x, hseg = h[use] >> U64(32), hseg[use]
         # hash functions x n-grams, in cache-sized blocks of n-grams: numpy's reduceat is fast
         # along the last axis, and the block stays in L2 between the multiply, add and min
         sig = np.full((self.num_hashes, n), 0xFFFFFFFF, dtype=np.uint32)
@@ -76,10 +66,14 @@ class MinHasher:
             vals += b
             high = vals.view(np.uint32)[:, _HIGH::2]  # (a*x + b) >> 32 without another pass
             bounds = np.flatnonzero(np.r_[True, segs[1:] != segs[:-1]])
-            docs = segs[bounds]  # distinct: a text's n-grams are contiguous
-            sig[:, docs] = np.minimum(sig[:, docs], np.minimum.reduceat(high, bounds, axis=1))
-        sig = sig.T
-        return (sig & 0xFFFF).astype(np.uint16), lengths, whole
+            cols = segs[bounds]  # distinct: a text's n-grams are contiguous
+            sig[:, cols] = np.minimum(sig[:, cols], np.minimum.reduceat(high, bounds, axis=1))
+        return (sig.T[docs] & 0xFFFF).astype(np.uint16)
+
+    def of_texts(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(signatures, key lengths) of whole texts, e.g. for a reference computation."""
+        hasher = WindowHasher(keys(texts))
+        return self.signatures(hasher, np.arange(len(texts))), hasher.k.lengths
 
     def band_keys(self, sig: np.ndarray) -> np.ndarray:
         """uint64 [m, bands]: one key per band of rows values, the band's index mixed in, so one

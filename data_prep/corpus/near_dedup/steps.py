@@ -1,231 +1,230 @@
-"""The two datatrove steps of near-duplicate removal.
+"""The three datatrove steps of near-duplicate removal, one per pass of the data stage.
 
-- NearDedupSignature (split pass, parallel, after the filters): computes each kept
-  document's MinHash signature and leaves it in its metadata for the merge pass.
-- NearDedup (merge pass, one task, after ExactDedup): sees the corpus in order and
-  rejects a document as `duplicate_near` when a band of its signature equals a band of an
-  earlier *kept* document and the pair passes the similarity check. The first kept
-  document of a cluster stays, whatever the number of tasks or workers. It pops the
-  signature from every document, so nothing downstream carries it.
+- NearDedupSignature (split pass, `data.tasks` tasks, after the filters): each document's key,
+  MinHash signature and edit-filter pieces, written to the work folder (workfiles.py), partitioned
+  by hash.
+- NearDedupCandidates (near pass, `data.dedup.buckets` tasks, parallel, on Slurm an array job):
+  each task takes its share of the partitions and writes the candidate pairs that pass the
+  similarity rules (candidates.py). Memory: ~40 bytes per document plus one partition.
+- NearDedup (merge pass, one task, after ExactDedup): the only serial part. In corpus order a
+  document is a `duplicate_near` of the earliest *kept* document among its checked pairs; a
+  document whose whole key an earlier one has follows that one (a duplicate of it if it was kept,
+  else of the same document it was a duplicate of). The first kept document of a cluster stays,
+  whatever the number of tasks, buckets or partitions. Memory: 16 bytes per checked pair and
+  a reference for each document some later one was paired with.
 """
 
 from __future__ import annotations
 
-import base64
+import shutil
 from pathlib import Path
 
 import numpy as np
 from datatrove.data import Document, DocumentsPipeline
 
 from data_prep.corpus import records as R
-from data_prep.corpus.near_dedup.index import MemoryIndex, SqliteIndex
+from data_prep.corpus.near_dedup.candidates import Corpus, PartitionSearch
+from data_prep.corpus.near_dedup.editfilter import EditFilter
 from data_prep.corpus.near_dedup.minhash import MinHasher
 from data_prep.corpus.near_dedup.settings import DedupSettings
-from data_prep.corpus.near_dedup.textkey import batches
+from data_prep.corpus.near_dedup.textkey import WindowHasher, batches, keys
+from data_prep.corpus.near_dedup.workfiles import META, Folder, SplitFiles, order_of
 from data_prep.corpus.step import CorpusStep
 
-# Work-file metadata: base64 of [uint32 key length][bands*rows uint16 hashes][0-2 zero bytes], the
-# padding making the payload a multiple of 3 bytes, so a batch's strings decode as one. "" = empty key.
-SIGNATURE = "near_dedup_signature"
-_CHARS_PER_EDIT = 20  # the max_edits allowance grows by one edit per this many key characters
-# The max_edits bar sits this far beyond the allowed edits: the Jaccard estimate of 160 16-bit hashes
-# has sigma ~0.035, so a bar at exactly N edits would miss half the pairs N edits apart. Measured on
-# scripts/bench_data.py: 0.5 keeps more of the 1-3 edit copies but takes more look-alikes (a product
-# name swapped, a clause appended) for copies, 0.25 fewer of both; 0.35 is the compromise.
-_EDIT_SLACK = 0.35
-# Most LSH candidates are far below the bar (templated reviews share phrases): a first look at
-# _HEAD hashes drops those more than _HEAD_MARGIN under it (3.4 sigma at J=0.6) before the full compare.
-_HEAD, _HEAD_MARGIN = 32, 0.3
-# Within a batch a document meets at most this many earliest batch-mates per band key: bounds the
-# pairs when a batch holds a large cluster, whose first member (always met) is the one kept anyway.
-_MATES = 64
 
-
-def _hasher(settings: DedupSettings) -> MinHasher:
+def _checked(settings: DedupSettings) -> DedupSettings:
     settings.validate()
-    return MinHasher(settings.ngram, settings.bands, settings.rows, settings.seed, settings.min_chars)
-
-
-def _padding(num_hashes: int) -> int:
-    return -(4 + 2 * num_hashes) % 3
+    return settings
 
 
 class NearDedupSignature(CorpusStep):
-    """Split pass: MinHash signature of every document not yet rejected, into metadata[SIGNATURE]."""
+    """Split pass: the rows and partitioned keys of every document not yet rejected (workfiles.py)."""
 
     type = "🫂 - DEDUP"
-    name = "near-dup signature (MinHash of key n-grams)"
+    name = "near-dup keys (MinHash bands, edit-filter pieces)"
 
-    def __init__(self, settings: DedupSettings):
+    def __init__(self, settings: DedupSettings, work_dir: str | Path):
         super().__init__()
-        self.settings = settings
-        self.hasher = _hasher(settings)
+        self.settings = _checked(settings)
+        self.work_dir = str(work_dir)
+        self.hasher = MinHasher(settings.ngram, settings.bands, settings.rows, settings.seed)
+        self.filter = EditFilter(settings)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        pad = bytes(_padding(self.hasher.num_hashes))
-        for batch in batches(data):
-            with self.track_time():
-                todo = [d for d in batch if not R.is_rejected(d)]
-                if todo:
-                    sigs, lengths, whole = self.hasher.signatures([d.text for d in todo])
-                    for doc, sig, n in zip(todo, sigs, lengths.tolist()):
-                        raw = n.to_bytes(4, "little") + sig.astype("<u2").tobytes() + pad
-                        doc.metadata[SIGNATURE] = base64.b64encode(raw).decode("ascii") if n else ""
-                    empty = int((lengths == 0).sum())
-                    self.stat_update("signatures", value=len(todo) - empty)
-                    self.stat_update("whole_key", value=int(whole.sum()))
-                    self.stat_update("empty_key", value=empty)
-            yield from batch
+        files = SplitFiles(Folder(self.work_dir), rank, self.settings.partitions)
+        try:
+            for batch in batches(data):
+                with self.track_time():
+                    self._add([d for d in batch if not R.is_rejected(d)], files)
+                yield from batch
+        finally:
+            files.close()
+            self.stat_update("work_bytes", value=files.bytes)
+
+    def _add(self, todo: list[Document], files: SplitFiles) -> None:
+        if not todo:
+            return
+        s = self.settings
+        hasher = WindowHasher(keys([d.text for d in todo]))
+        lengths = hasher.k.lengths
+        rows = np.flatnonzero(lengths > 0)  # an empty key (only spaces, punctuation, emoticons): nothing to compare
+        self.stat_update("empty_key", value=len(todo) - rows.size)
+        if rows.size == 0:
+            return
+        length = lengths[rows]
+        editable = length <= (s.short_chars + s.short_edits if s.short_edits else 0)
+        key_len = np.where(editable, length, 0)
+        meta = np.empty(rows.size, META)
+        meta["order"] = [order_of(todo[i].metadata) for i in rows.tolist()]
+        meta["keyhash"] = hasher.whole(rows)
+        meta["length"] = length
+        meta["key_at"] = files.key_chars + np.cumsum(key_len) - key_len
+        keep_cp = np.zeros(len(todo), dtype=bool)
+        keep_cp[rows[editable]] = True
+        signed = length >= s.min_chars
+        sigs = np.zeros((rows.size, self.hasher.num_hashes), np.uint16)
+        if signed.any():
+            sigs[signed] = self.hasher.signatures(hasher, rows[signed])
+        first = files.add(meta, sigs, hasher.k.cp[keep_cp[hasher.k.seg]])
+        task_row = np.full(len(todo), -1, np.int64)
+        task_row[rows] = first + np.arange(rows.size)
+
+        m = int(signed.sum())
+        if m:
+            bands = self.hasher.band_keys(sigs[signed])
+            files.entries("band", bands.ravel(), np.repeat(task_row[rows[signed]], s.bands),
+                          np.tile(np.arange(s.bands), m))
+        if s.short_edits:
+            pk, pd = self.filter.index_keys(hasher, rows)
+            files.entries("piece", pk, task_row[pd])
+            qk, qd = self.filter.probe_keys(hasher, rows)
+            files.entries("probe", qk, task_row[qd])
+        self.stat_update("signatures", value=m)
+        self.stat_update("edit_keys", value=int(editable.sum()))
+
+
+class NearDedupCandidates(CorpusStep):
+    """Near pass, task b of `buckets`: the checked pairs of partitions b, b+buckets, ... (candidates.py)."""
+
+    type = "🫂 - DEDUP"
+    name = "near-dup candidates (band and edit-filter partitions)"
+
+    def __init__(self, settings: DedupSettings, work_dir: str | Path):
+        super().__init__()
+        self.settings = _checked(settings)
+        self.work_dir = str(work_dir)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        s = self.settings
+        if world_size != s.buckets:
+            raise ValueError(f"{self.name}: run with data.dedup.buckets={s.buckets} tasks, got {world_size}")
+        folder = Folder(self.work_dir)
+        with self.track_time():
+            corpus = Corpus(folder, s.bands * s.rows)
+            search = PartitionSearch(corpus, s)
+            later, earlier = [], []
+            for part in range(rank, s.partitions, world_size):
+                for fn in (search.band_pairs, search.edit_pairs):
+                    a, b = fn(part)
+                    later.append(a)
+                    earlier.append(b)
+            a, b = np.concatenate(later), np.concatenate(earlier)
+            pairs = np.stack([corpus.order[a], corpus.order[b]], axis=1) if a.size else np.empty((0, 2), np.uint64)
+            folder.pairs(rank).parent.mkdir(parents=True, exist_ok=True)
+            np.save(folder.pairs(rank), pairs.astype(np.uint64))
+            if rank == 0:  # documents whose whole key an earlier one has: linked to the first of them
+                follow = np.flatnonzero(~corpus.is_first)
+                links = np.stack([corpus.order[follow], corpus.order[corpus.first[follow]]], axis=1)
+                np.save(folder.links(), links.astype(np.uint64))
+                self.stat_update("same_key", value=int(follow.size))
+            self.stat_update("documents", value=corpus.n if rank == 0 else 0)
+            for k, v in search.stats.items():
+                self.stat_update(k, value=int(v))
+        return
+        yield  # a generator that yields nothing: the pass has no documents, only files
 
 
 class NearDedup(CorpusStep):
-    """Merge pass, one task, after ExactDedup: rejects later near-duplicates of kept documents.
-
-    A document is a duplicate of the earliest kept document that shares one of its LSH bands
-    and passes the similarity check: the estimated Jaccard (share of equal hashes) reaches
-    `threshold`, or, for short keys, the value `max_edits` scattered character edits would
-    leave (a key of L characters is allowed min(max_edits, L // 20) edits, each changing up to
-    `ngram` shingles on either side). On long texts this is the Jaccard threshold alone; on a
-    30-character review it accepts one changed character, which Jaccard on character n-grams
-    punishes hard, while the ten sample bills, whose look-alikes differ by a third of their
-    text, stay apart (see tests/test_near_dedup.py).
-    """
+    """Merge pass, one task, after ExactDedup: rejects later near-duplicates of kept documents."""
 
     type = "🫂 - DEDUP"
-    name = "near (MinHash LSH, first kept in corpus order)"
+    name = "near (first kept in corpus order)"
 
-    def __init__(self, settings: DedupSettings, state_dir: str | Path | None = None):
+    def __init__(self, settings: DedupSettings, work_dir: str | Path):
         super().__init__()
-        self.settings = settings
-        self.hasher = _hasher(settings)
-        self.state_dir = Path(state_dir) if state_dir is not None else None
-        if settings.on_disk and self.state_dir is None:
-            raise ValueError("data.dedup.on_disk needs a state_dir for NearDedup")
+        self.settings = _checked(settings)
+        self.work_dir = str(work_dir)
 
-    def thresholds(self, lengths: np.ndarray) -> np.ndarray:
-        """The estimated Jaccard a candidate must reach, per key length of the later document."""
-        s = self.settings
-        edits = np.minimum(s.max_edits, lengths // _CHARS_PER_EDIT)
-        shingles = np.maximum(lengths - s.ngram + 1, 1).astype(np.float64)
-        changed = s.ngram * (edits + _EDIT_SLACK)
-        by_edits = (shingles - changed) / (shingles + changed)
-        return np.where((edits > 0) & (lengths >= s.min_chars), np.minimum(s.threshold, by_edits), s.threshold)
-
-    @staticmethod
-    def similar(a: np.ndarray, b: np.ndarray, need: np.ndarray) -> np.ndarray:
-        """Row-wise check of signature pairs: the head estimate within reach, the full one at the bar."""
-        head = min(_HEAD, a.shape[1])
-        return (((a[:, :head] == b[:, :head]).mean(axis=1) >= need - _HEAD_MARGIN)
-                & ((a == b).mean(axis=1) >= need))
-
-    def _index(self):
-        k = self.hasher.num_hashes
-        return SqliteIndex(self.state_dir / "near_dedup.sqlite", k) if self.settings.on_disk else MemoryIndex(k)
+    def _load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        folder = Folder(self.work_dir)
+        paths = [folder.pairs(b) for b in range(self.settings.buckets)] + [folder.links()]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise ValueError(f"near-dup candidates missing ({', '.join(missing[:3])}): the near pass "
+                             f"(NearDedupCandidates, data.dedup.buckets={self.settings.buckets} tasks) must run "
+                             f"between the split and merge passes")
+        pairs = np.concatenate([np.load(p) for p in paths[:-1]])
+        pairs = np.unique(pairs, axis=0) if pairs.size else pairs.reshape(0, 2)  # sorted by later, then earlier
+        links = np.load(paths[-1])
+        links = links[np.argsort(links[:, 0])] if links.size else links.reshape(0, 2)
+        referenced = np.unique(np.r_[pairs[:, 1], links[:, 1]])
+        self.stat_update("checked_pairs_loaded", value=int(pairs.shape[0]))
+        return pairs, links, referenced
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if world_size != 1:
             raise ValueError(f"{self.name} must see the whole corpus: run it as a single task, got {world_size}")
-        index = self._index()
-        try:
-            for batch in batches(data):
-                with self.track_time():
-                    self._decide(batch, index)
-                yield from batch
-        finally:
-            index.close()
+        pairs, links, referenced = self._load()
+        # order -> (kept, id, location of the kept document it stands for): only for documents some
+        # later one was paired or linked with
+        status: dict[int, tuple[bool, str, str]] = {}
+        for batch in batches(data):
+            with self.track_time():
+                self._decide(batch, pairs, links, referenced, status)
+            yield from batch
 
-    def _signatures(self, batch: list[Document]) -> tuple[list[Document], np.ndarray, np.ndarray]:
-        """Documents to compare, their key lengths and signatures; pops the signature off every document."""
-        todo, enc = [], []
-        for doc in batch:
-            sig = doc.metadata.pop(SIGNATURE, None)
-            if R.is_rejected(doc):
-                continue
-            if sig is None:
-                raise ValueError(f"{R.location(doc.metadata)} has no near-dup signature: NearDedupSignature must "
-                                 f"run in the split pass when data.dedup.near is on")
-            if sig:
-                todo.append(doc)
-                enc.append(sig)
-            else:
-                self.stat_update("empty_key")
-        k = self.hasher.num_hashes
-        width = 4 + 2 * k + _padding(k)
-        if any(len(e) != width // 3 * 4 for e in enc):
-            bad = next(len(e) for e in enc if len(e) != width // 3 * 4)
-            raise ValueError(f"a signature of ~{(bad * 3 // 4 - 4) // 2} hashes, but data.dedup.bands*rows = {k}: "
-                             f"the split pass ran with other data.dedup settings")
-        flat = np.frombuffer(base64.b64decode("".join(enc)), dtype=np.uint8).reshape(len(enc), width)
-        lengths = flat[:, :4].copy().view("<u4").ravel().astype(np.int64)
-        return todo, lengths, flat[:, 4:4 + 2 * k].copy().view("<u2")
-
-    def _decide(self, batch: list[Document], index) -> None:
-        todo, lengths, sigs = self._signatures(batch)
-        m = len(todo)
-        if m == 0:
+    def _decide(self, batch: list[Document], pairs: np.ndarray, links: np.ndarray, referenced: np.ndarray,
+                status: dict) -> None:
+        todo = [d for d in batch if not R.is_rejected(d)]
+        if not todo:
             return
-        self.stat_update("compared", value=m)
-        keys = self.hasher.band_keys(sigs)
-        need = self.thresholds(lengths)
-
-        # against documents kept in earlier batches, at once: the earliest passing one wins
-        match = np.full(m, -1, dtype=np.int64)
-        cdoc, cord = index.candidates(keys)
-        if cdoc.size:
-            self.stat_update("candidate_pairs", value=int(cdoc.size))
-            head = min(_HEAD, sigs.shape[1])
-            near = (sigs[cdoc, :head] == index.signatures(cord, head)).mean(axis=1) >= need[cdoc] - _HEAD_MARGIN
-            cdoc, cord = cdoc[near], cord[near]
-            ok = (sigs[cdoc] == index.signatures(cord)).mean(axis=1) >= need[cdoc]
-            pdoc, pord = cdoc[ok], cord[ok]
-            order = np.lexsort((pord, pdoc))
-            pdoc, pord = pdoc[order], pord[order]
-            first = np.r_[True, pdoc[1:] != pdoc[:-1]]
-            match[pdoc[first]] = pord[first]
-
-        # within the batch: pairs (later, earlier) sharing a band, checked at once; then, in order,
-        # a document is a duplicate of its earliest passing batch-mate that was itself kept
-        local = np.full(m, -1, dtype=np.int64)
-        later, earlier = self._batch_pairs(keys, match < 0)
-        if later.size:
-            self.stat_update("candidate_pairs", value=int(later.size))
-            ok = self.similar(sigs[later], sigs[earlier], need[later])
-            rejected: set[int] = set()
-            for j, c in zip(later[ok].tolist(), earlier[ok].tolist()):  # sorted by later, then earlier
-                if j not in rejected and c not in rejected:
-                    rejected.add(j)
-                    local[j] = c
-        for j in np.flatnonzero(match >= 0).tolist():
-            self._reject(todo[j], *index.ref(int(match[j])))
-        for j in np.flatnonzero(local >= 0).tolist():
-            mate = todo[local[j]]
-            self._reject(todo[j], mate.id, R.location(mate.metadata))
-        kept = np.flatnonzero((match < 0) & (local < 0))
-        index.add(keys[kept], sigs[kept], [(todo[j].id, R.location(todo[j].metadata)) for j in kept.tolist()])
+        self.stat_update("compared", value=len(todo))
+        order = np.fromiter((order_of(d.metadata) for d in todo), np.uint64, len(todo))
+        lo, hi = np.searchsorted(pairs[:, 0], order, "left"), np.searchsorted(pairs[:, 0], order, "right")
+        li = np.minimum(np.searchsorted(links[:, 0], order), max(links.shape[0] - 1, 0))
+        linked = (links[li, 0] == order) if links.shape[0] else np.zeros(len(todo), bool)
+        ri = np.minimum(np.searchsorted(referenced, order), max(referenced.size - 1, 0))
+        is_ref = (referenced[ri] == order) if referenced.size else np.zeros(len(todo), bool)
+        for j in np.flatnonzero((hi > lo) | linked | is_ref).tolist():
+            doc, target = todo[j], None
+            if linked[j]:
+                target = self._status(status, links[li[j], 1], doc)[1:]
+            else:
+                for earlier in pairs[lo[j]:hi[j], 1].tolist():
+                    st = self._status(status, earlier, doc)
+                    if st[0]:
+                        target = st[1:]
+                        break
+            if target is not None:
+                R.reject(doc, R.DUPLICATE_NEAR, None)
+                doc.metadata[R.DUPLICATE_OF], doc.metadata[R.DUPLICATE_OF_LOCATION] = target
+                self.stat_update("duplicates")
+            if is_ref[j]:
+                status[int(order[j])] = (True, doc.id, R.location(doc.metadata)) if target is None else (False, *target)
 
     @staticmethod
-    def _batch_pairs(keys: np.ndarray, open_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct (later, earlier) row pairs of the batch sharing a band key, sorted; rows already
-        matched to the index are left out. Each row meets at most the _MATES earliest rows per key."""
-        m, b = keys.shape
-        rows = np.repeat(np.arange(m), b)[np.repeat(open_rows, b)]
-        flat = keys[open_rows].ravel()
-        if flat.size == 0:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        order = np.lexsort((rows, flat))
-        fk, fr = flat[order], rows[order]
-        idx = np.arange(fk.size)
-        start = np.maximum.accumulate(np.where(np.r_[True, fk[1:] != fk[:-1]], idx, 0))
-        cnt = np.minimum(idx - start, _MATES)
-        total = int(cnt.sum())
-        if total == 0:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        rep = np.repeat(idx, cnt)
-        offset = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        code = np.unique((fr[rep].astype(np.int64) << 32) | fr[start[rep] + offset].astype(np.int64))
-        return code >> 32, code & 0xFFFFFFFF
+    def _status(status: dict, order, doc: Document) -> tuple[bool, str, str]:
+        try:
+            return status[int(order)]
+        except KeyError:
+            raise ValueError(f"{R.location(doc.metadata)}: its near-dup candidate at corpus position {int(order)} "
+                             f"was not seen before it: the work folder is from another run") from None
 
-    def _reject(self, doc: Document, dup_id: str, dup_location: str) -> None:
-        R.reject(doc, R.DUPLICATE_NEAR, None)
-        doc.metadata[R.DUPLICATE_OF], doc.metadata[R.DUPLICATE_OF_LOCATION] = dup_id, dup_location
-        self.stat_update("duplicates")
+
+def run_in_process(docs: list[Document], settings: DedupSettings, work_dir: str | Path) -> list[Document]:
+    """The three steps on a list of documents in this process (one split task): for tests and small jobs."""
+    shutil.rmtree(work_dir, ignore_errors=True)
+    signed = list(NearDedupSignature(settings, work_dir).run(iter(docs)))
+    for b in range(settings.buckets):
+        list(NearDedupCandidates(settings, work_dir).run(None, b, settings.buckets))
+    return list(NearDedup(settings, work_dir).run(iter(signed)))

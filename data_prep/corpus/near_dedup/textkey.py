@@ -145,10 +145,12 @@ class WindowHasher:
         h = (self.prefix[start + length] - self.prefix[start]) * self.inv[start]
         return _mix(h + U64(length * _SALT % (1 << 64))), start
 
+    def spans(self, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Hashes of arbitrary windows cp[start:start+length] (same scheme as `windows`)."""
+        h = (self.prefix[starts + lengths] - self.prefix[starts]) * self.inv[starts]
+        return _mix(h + lengths.astype(U64) * U64(_SALT))
+
     def whole(self, texts: np.ndarray) -> np.ndarray:
         """Hash of each listed text's entire key (same scheme as `windows`, so the whole key of a
         text of length L equals its one window of length L)."""
-        k = self.k
-        s, ln = k.starts[texts], k.lengths[texts]
-        h = (self.prefix[s + ln] - self.prefix[s]) * self.inv[s]
-        return _mix(h + ln.astype(U64) * U64(_SALT))
+        return self.spans(self.k.starts[texts], self.k.lengths[texts])

@@ -1,0 +1,185 @@
+"""The candidate search of one hash partition: pairs of documents that share a key of the partition,
+checked by the rules; no decision is taken here (that needs corpus order: steps.NearDedup).
+
+A document is compared with the earliest `holders` documents before it that share one of its keys.
+Only the first document of each key class (documents with the same whole key: the same text up to
+spacing, punctuation and emoticon runs) takes part: the others follow it (see steps.NearDedup), so
+ten thousand copies of a templated review cost one entry per key, not fifty million pairs.
+A pair that shares several bands is checked in the partition of its first shared band only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from data_prep.corpus.near_dedup.minhash import MinHasher
+from data_prep.corpus.near_dedup.rules import jaccard_needed, similar, within_edits
+from data_prep.corpus.near_dedup.settings import DedupSettings
+from data_prep.corpus.near_dedup.workfiles import BAND_ENTRY, ENTRY, META, Folder
+
+_PAIRS_PER_CHUNK = 1 << 18  # pairs checked at once: bounds the gathered signatures (~170 MB at 32x5)
+
+
+class Corpus:
+    """What every candidate task needs of all documents, ~40 bytes each in RAM: corpus order and rank,
+    key length, the first document of the key class; signatures and keys are read through memory maps.
+    A document's id here is its row over all split tasks' rows, task after task."""
+
+    def __init__(self, folder: Folder, num_hashes: int):
+        self.folder, self.num_hashes = folder, num_hashes
+        self.tasks = folder.tasks()
+        metas = [np.fromfile(folder.meta(t), META) for t in self.tasks]
+        self.offsets = np.cumsum([0] + [m.size for m in metas]).astype(np.int64)
+        meta = np.concatenate(metas) if metas else np.empty(0, META)
+        n = self.n = meta.size
+        self.order, self.length, self.key_at = meta["order"], meta["length"].astype(np.int64), meta["key_at"]
+        self.rank = np.empty(n, np.int64)
+        self.rank[np.argsort(self.order, kind="stable")] = np.arange(n)
+        by = np.lexsort((self.rank, meta["keyhash"]))
+        kh = meta["keyhash"][by]
+        starts = np.r_[True, kh[1:] != kh[:-1]] if n else np.empty(0, bool)
+        self.first = np.empty(n, np.int64)
+        self.first[by] = by[np.maximum.accumulate(np.where(starts, np.arange(n), 0))] if n else by
+        self.is_first = self.first == np.arange(n)
+        self._sigs = [self._map(folder.sigs(t), np.uint16, (int(m.size), num_hashes)) for t, m in zip(self.tasks, metas)]
+        self._keys = [self._map(folder.keys(t), np.uint32, None) for t in self.tasks]
+
+    @staticmethod
+    def _map(path, dtype, shape):
+        if not path.exists() or path.stat().st_size == 0:
+            return np.empty(shape or (0,), dtype)
+        return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+
+    def _where(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        task = np.searchsorted(self.offsets, ids, "right") - 1
+        return task, ids - self.offsets[task]
+
+    def signatures(self, ids: np.ndarray) -> np.ndarray:
+        out = np.empty((ids.size, self.num_hashes), np.uint16)
+        task, row = self._where(ids)
+        for t in np.unique(task).tolist():
+            sel = task == t
+            out[sel] = self._sigs[t][row[sel]]
+        return out
+
+    def key_texts(self, ids: np.ndarray) -> dict[int, str]:
+        out = {}
+        uniq = np.unique(ids)
+        task, row = self._where(uniq)
+        for i, t, r in zip(uniq.tolist(), task.tolist(), row.tolist()):
+            at = int(self.key_at[i])
+            out[i] = self._keys[t][at:at + int(self.length[i])].tobytes().decode("utf-32-le")
+        return out
+
+    def entries(self, family: str, part: int) -> np.ndarray:
+        """The partition's entries of every task, as (key, id[, band]) with id over all tasks."""
+        dtype = BAND_ENTRY if family == "band" else ENTRY
+        chunks = []
+        for t, off in zip(self.tasks, self.offsets.tolist()):
+            path = self.folder.entries(family, part, t)
+            if path.exists():
+                e = np.fromfile(path, dtype)
+                out = np.empty(e.size, [("key", "<u8"), ("id", "<i8"), ("band", "<i8")])
+                out["key"], out["id"] = e["key"], e["row"].astype(np.int64) + off
+                out["band"] = e["band"] if family == "band" else 0
+                chunks.append(out)
+        ent = np.concatenate(chunks) if chunks else np.empty(0, [("key", "<u8"), ("id", "<i8"), ("band", "<i8")])
+        return ent[self.is_first[ent["id"]]]
+
+
+def _expand(lo: np.ndarray, cnt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(i, lo[i] + k) for k < cnt[i]: the [lo, lo+cnt) ranges of every row, flattened."""
+    total = int(cnt.sum())
+    rep = np.repeat(np.arange(cnt.size), cnt)
+    return rep, lo[rep] + np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+
+
+def _chunks(cnt: np.ndarray):
+    """Row ranges whose pair counts add up to about _PAIRS_PER_CHUNK."""
+    ends = np.searchsorted(np.cumsum(cnt), np.arange(_PAIRS_PER_CHUNK, int(cnt.sum()) + _PAIRS_PER_CHUNK,
+                                                      _PAIRS_PER_CHUNK), "right")
+    start = 0
+    for end in np.unique(np.r_[ends, cnt.size]).tolist():
+        if end > start:
+            yield start, end
+            start = end
+
+
+class PartitionSearch:
+    """Checked (later, earlier) document pairs of one partition, for both families."""
+
+    def __init__(self, corpus: Corpus, settings: DedupSettings):
+        self.corpus, self.settings = corpus, settings
+        self.hasher = MinHasher(settings.ngram, settings.bands, settings.rows, settings.seed)
+        self.stats = {"band_entries": 0, "edit_entries": 0, "candidate_pairs": 0, "checked_pairs": 0,
+                      "similar_pairs": 0}
+
+    def band_pairs(self, part: int) -> tuple[np.ndarray, np.ndarray]:
+        c, s = self.corpus, self.settings
+        ent = c.entries("band", part)
+        self.stats["band_entries"] += ent.size
+        ent = ent[np.lexsort((c.rank[ent["id"]], ent["key"]))]
+        key = ent["key"]
+        idx = np.arange(key.size)
+        start = np.maximum.accumulate(np.where(np.r_[True, key[1:] != key[:-1]], idx, 0)) if key.size else idx
+        cnt = np.minimum(idx - start, s.holders)  # the earliest `holders` documents before it in its group
+        later_out, earlier_out = [], []
+        for a, b in _chunks(cnt):
+            rows, earlier_pos = _expand(start[a:b], cnt[a:b])
+            later_pos = rows + a
+            if later_pos.size == 0:
+                continue
+            self.stats["candidate_pairs"] += later_pos.size
+            later, earlier = ent["id"][later_pos], ent["id"][earlier_pos]
+            sl, se = c.signatures(later), c.signatures(earlier)
+            shared = (sl == se).reshape(later.size, s.bands, s.rows).all(axis=2)
+            mine = shared.argmax(axis=1) == ent["band"][later_pos]  # first shared band: checked once
+            later, earlier, sl, se = later[mine], earlier[mine], sl[mine], se[mine]
+            self.stats["checked_pairs"] += later.size
+            ok = similar(sl, se, jaccard_needed(s, c.length[later]))
+            later_out.append(later[ok])
+            earlier_out.append(earlier[ok])
+        return self._out(later_out, earlier_out)
+
+    def edit_pairs(self, part: int) -> tuple[np.ndarray, np.ndarray]:
+        c, s = self.corpus, self.settings
+        piece, probe = c.entries("piece", part), c.entries("probe", part)
+        self.stats["edit_entries"] += piece.size + probe.size
+        if piece.size == 0 or probe.size == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        piece = piece[np.lexsort((c.rank[piece["id"]], piece["key"]))]
+        pkey = piece["key"]
+        first = np.r_[True, pkey[1:] != pkey[:-1]]
+        ukeys, ustart = pkey[first], np.flatnonzero(first)
+        krank = np.cumsum(first) - 1
+        qr = np.searchsorted(ukeys, probe["key"])
+        hit = qr < ukeys.size
+        hit[hit] = ukeys[qr[hit]] == probe["key"][hit]
+        probe, qr = probe[hit], qr[hit]
+        # earlier pieces of the probe's key: the group's entries ranked before the probing document
+        base = np.int64(c.n + 1)
+        hi = np.searchsorted(krank * base + c.rank[piece["id"]], qr * base + c.rank[probe["id"]], "left")
+        lo = ustart[qr]
+        cnt = np.minimum(np.maximum(hi - lo, 0), s.holders)
+        later_out, earlier_out = [], []
+        for a, b in _chunks(cnt):
+            rows, earlier_pos = _expand(lo[a:b], cnt[a:b])
+            if rows.size == 0:
+                continue
+            later, earlier = probe["id"][rows + a], piece["id"][earlier_pos]
+            self.stats["candidate_pairs"] += later.size
+            code = np.unique(later * base + earlier)  # a pair may share several pieces
+            later, earlier = code // base, code % base
+            self.stats["checked_pairs"] += later.size
+            text = c.key_texts(np.r_[later, earlier])
+            ok = within_edits(s, [text[i] for i in later.tolist()], [text[i] for i in earlier.tolist()])
+            later_out.append(later[ok])
+            earlier_out.append(earlier[ok])
+        return self._out(later_out, earlier_out)
+
+    def _out(self, later: list[np.ndarray], earlier: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if not later:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        later, earlier = np.concatenate(later), np.concatenate(earlier)
+        self.stats["similar_pairs"] += later.size
+        return later, earlier
