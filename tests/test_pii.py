@@ -1,10 +1,13 @@
 """PII detection and pseudonymisation on real Korean text: every kind in its common spellings,
 look-alikes (dates, 제3조 제2항, case and bill numbers, amounts) untouched, consistent keyed
 fakes that can never be valid numbers, masking, and the datatrove step on kept and rejected
-records, directly and through a LocalPipelineExecutor."""
+records, directly and through a LocalPipelineExecutor. Unhyphenated 주민/외국인등록번호 and
+internal IP addresses are planted into real sentences of the repo's example corpora
+(ChatbotData.csv questions, National Assembly bills)."""
 
 from __future__ import annotations
 
+import csv
 import ipaddress
 import json
 import logging
@@ -27,6 +30,7 @@ from data_prep.corpus.writers import WorkWriter
 
 REPO = Path(__file__).resolve().parent.parent
 GOV = REPO / "examples/data/ko-gov-sample"
+CHAT = REPO / "examples/data/ko-chatbot/ChatbotData.csv"
 SALT = "test-salt-7f3a"
 
 # (kind, value, sentence containing value): real RRN/ARN check digits, Luhn-valid cards
@@ -73,6 +77,15 @@ POSITIVE = [
     ("ip", "211.234.56.78", "접속 기록: 211.234.56.78에서 로그인"),
     ("ip", "8.8.8.8", "IP 8.8.8.8"),
     ("ip", "2404:6800:4004:80c::200e", "원격지 2404:6800:4004:80c::200e 차단"),
+    ("arn", "8303136342340", "신청인 8303136342340 본인 확인 완료."),  # issue 13: no hyphen, no cue
+    ("rrn", "851231 2345673", "성명 이영희 851231 2345673"),
+    # a real bill line: 원사업자 (prime contractor) is no 사업자번호 label
+    ("arn", "8503076860667", "책임을 진다. 다만, 해당 원사업자가 8503076860667 고의 또는 과실이 없음을 입증"),
+    ("ip", "10.0.0.1", "접속 IP 10.0.0.1 에서 관리자 로그인"),  # internal addresses: by default too
+    ("ip", "192.168.10.25", "웹 서버 주소는 192.168.10.25이며"),
+    ("ip", "127.0.0.1", "호스트 127.0.0.1 으로 설정"),
+    ("ip", "250.1.2.3", "게이트웨이: 250.1.2.3"),
+    ("ip", "fd12:3456:789a::1", "내부망 fd12:3456:789a::1 대역"),
 ]
 
 LOOKALIKES = [
@@ -90,7 +103,8 @@ LOOKALIKES = [
     "우편번호 06236, (우) 123-456, 회의는 12:30에 시작",
     "고객센터 1588-1234, 080-123-4567",  # business numbers: not personal
     "법인등록번호 110111-1234567, 사업자등록번호 123-45-67890",
-    "버전 1.2.3.4, 내부망 192.168.0.1, 10.0.0.1",
+    "버전 1.2.3.4, 3.1.2.1 항목 참조, 서브넷 마스크 255.255.255.0, ab::cd",
+    "주문번호 8303136342340, 법인등록번호 8512312345673, 사업자번호 7705055123453",  # valid shapes, "other" labels
     "국민 1인당 평균 예금액은 12,345,678원, 은행 수 17개, 은행법 제3조 제2항",
     "은행 공고 제2010-123456호, 계좌 개설 건수 1234567890건, 통장 12345678901원",
     "- 3 -",
@@ -141,8 +155,180 @@ def test_real_bills_and_chat_lose_only_their_contacts(det, scrub):
     assert scrub.scrub(constitution) == (constitution, {})
 
 
-def _digits_after_prefix(s: str, prefix_len: int) -> str:
-    return re.sub(r"\D", "", s[prefix_len:])
+# ---- planted into real sentences ------------------------------------------------------------------
+def _real_sentences() -> list[str]:
+    """Real carriers: questions of ChatbotData.csv and lines of the bills, with no digits or Latin
+    letters of their own (a planted number must not run into one), spread over the files."""
+    with CHAT.open(encoding="utf-8", newline="") as f:
+        chat = [row["Q"] for row in csv.DictReader(f)]
+    bills = [line.strip() for p in sorted(GOV.glob("kobill_*.txt"))
+             for line in p.read_text(encoding="utf-8").splitlines()]
+    plain = re.compile(r"[^0-9A-Za-z]{12,}")
+
+    def pick(lines: list[str], n: int) -> list[str]:
+        ok = [x for x in lines if plain.fullmatch(x) and x.count(" ") >= 2]
+        return ok[::len(ok) // n][:n]
+    return pick(chat, 8) + pick(bills, 4)
+
+
+CARRIERS = _real_sentences()
+
+
+def plant(carrier: str, piece: str, where: int) -> tuple[str, int]:
+    """carrier with piece inserted before its where-th word (at the end when where is past the
+    last word); returns the text and where piece starts in it."""
+    words = carrier.split(" ")
+    where = min(where, len(words))
+    head, tail = " ".join(words[:where]), " ".join(words[where:])
+    start = len(head) + (1 if head else 0)
+    return (head + " " if head else "") + piece + (" " + tail if tail else ""), start
+
+
+def _planted(piece: str, value: str):
+    """piece (value, with or without a cue) planted at the start, in the middle and at the end of
+    every carrier: (text, start of value, end of value)."""
+    for carrier in CARRIERS:
+        for where in (0, len(carrier.split(" ")) // 2, 99):
+            text, at = plant(carrier, piece, where)
+            s = at + piece.index(value)
+            yield text, s, s + len(value)
+
+
+def _check_digit(d12: str, offset: int) -> int:
+    """The published rule, written out independently of checksums.py: offset 11 for 주민등록번호,
+    13 for 외국인등록번호."""
+    return (offset - sum(int(c) * w for c, w in zip(d12, (2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5))) % 11) % 10
+
+
+def test_carriers_are_real_and_clean(det):
+    assert len(CARRIERS) == 12 and len(set(CARRIERS)) == 12
+    chat, bills = CHAT.read_text(encoding="utf-8"), "".join(p.read_text(encoding="utf-8") for p in GOV.glob("*.txt"))
+    assert all(c in chat or c in bills for c in CARRIERS)
+    assert all(det.find(c) == [] for c in CARRIERS)
+
+
+# bare 13-digit numbers with a real birth date and a check digit a real number can carry
+BARE_IDS = [
+    ("rrn", "8512312345673", 11),  # 1985-12-31, woman
+    ("arn", "8303136342340", 11),  # issue 13: a foreigner's digit 6, check digit by the RRN rule only
+    ("arn", "9909096123451", 11),
+    ("arn", "7705055123453", 13),  # check digit by the ARN rule (offset 2)
+    ("arn", "0303038234565", 13),  # born 2003
+]
+
+
+@pytest.mark.parametrize("kind,number,offset", BARE_IDS, ids=[n for _, n, _ in BARE_IDS])
+@pytest.mark.parametrize("cue", ["", "주민등록번호 ", "외국인등록번호: ", "연락처 ", "접속 "],
+                         ids=["no-cue", "rrn-cue", "arn-cue", "phone-cue", "ip-cue"])
+@pytest.mark.parametrize("spacing", ["bare", "space"])
+def test_unhyphenated_rrn_and_arn_in_real_sentences(det, scrub, kind, number, offset, cue, spacing):
+    """With or without a cue word, and after a label of another kind (연락처, 접속), which used to
+    veto a passing check digit."""
+    assert int(number[12]) == _check_digit(number[:12], offset)
+    if offset == 11 and kind == "arn":
+        assert int(number[12]) != _check_digit(number[:12], 13)  # the ARN rule alone would miss it
+    value = number if spacing == "bare" else f"{number[:6]} {number[6:]}"
+    for text, s, e in _planted(cue + value, value):
+        assert [(f.kind, f.start, f.end) for f in det.find(text)] == [(kind, s, e)], text
+        out, counts = scrub.scrub(text)
+        assert counts == {kind: 1} and number not in out.replace(" ", "")
+        fake = re.search(r"\d{6} ?\d{7}", out)[0].replace(" ", "")
+        assert not valid_rrn(fake) and fake[6] == number[6]  # no valid number left; sex/century digit kept
+
+
+def test_issue_example_and_other_labels():
+    det = Detector()
+    assert [(f.kind, f.value) for f in det.find("신청인 8303136342340 본인 확인 완료.")] == [("arn", "8303136342340")]
+    # an "other" label still vetoes it: 법인등록번호 has the same shape, order numbers are no one's
+    for cue in ("법인등록번호", "법인번호", "사업자등록번호", "사업자 번호", "주문번호", "의안번호", "일련번호"):
+        for text, _, _ in _planted(f"{cue} 8303136342340", "8303136342340"):
+            assert det.find(text) == [], text
+
+
+BAD_13 = [
+    "8512312345674",  # 1985-12-31, check digit 3 expected
+    "7705055123457",  # a foreigner's number failing both rules (1 or 3 expected)
+    "9013011234565",  # month 13 (the digit would pass)
+    "9002301234563",  # 30 February
+    "0102293123451",  # 29 February 2001, not a leap year
+]
+
+
+@pytest.mark.parametrize("number", BAD_13)
+@pytest.mark.parametrize("spacing", ["bare", "space"])
+def test_13_digit_numbers_without_date_or_check_digit_are_left(det, number, spacing):
+    d12, last = number[:12], int(number[12])
+    valid_date = birth_date_ok(number[:6], number[6])
+    assert not valid_date or last not in (_check_digit(d12, 11), _check_digit(d12, 13))
+    value = number if spacing == "bare" else f"{number[:6]} {number[6:]}"
+    for text, _, _ in _planted(value, value):
+        assert det.find(text) == [], text
+    if not valid_date:  # not even a 주민 cue makes a date that does not exist a birth date
+        for text, _, _ in _planted("주민등록번호 " + value, value):
+            assert det.find(text) == [], text
+
+
+INTERNAL_IPS = ["10.0.0.1", "10.20.30.40", "127.0.0.1", "172.16.0.5", "172.31.255.254", "192.168.0.1",
+                "240.1.2.3", "255.1.2.3", "fe80::1", "fd00:1234:5678::42", "::1"]
+IP_CUES = ["접속 IP ", "서버 주소 ", "서버 ", "호스트 ", "게이트웨이 ", "DNS ", "내부망 ", "원격지 ", "접속지: "]
+
+
+@pytest.mark.parametrize("addr", INTERNAL_IPS)
+def test_private_loopback_and_reserved_ips_after_cues(scrub, addr):
+    """Replaced by default; kept with ip_public_only=true (the old behaviour)."""
+    det, public_only = Detector(), Detector(ip_public_only=True)
+    assert not ipaddress.ip_address(addr).is_global
+    keep = Scrubber(PIISettings(salt=SALT, ip_public_only=True))
+    for cue in IP_CUES:
+        for text, s, e in _planted(cue + addr, addr):
+            assert [(f.kind, f.start, f.end) for f in det.find(text)] == [("ip", s, e)], text
+            out, counts = scrub.scrub(text)
+            assert counts == {"ip": 1} and addr not in out
+            assert public_only.find(text) == [] and keep.scrub(text) == (text, {})
+
+
+def test_long_internal_ipv4_needs_no_cue_short_ones_do(det):
+    for text, s, e in _planted("192.168.10.25", "192.168.10.25"):
+        assert [(f.kind, f.start, f.end) for f in det.find(text)] == [("ip", s, e)]
+    for addr in ("10.0.0.1", "1.2.3.4", "fe80::1"):  # section numbers, versions, hex with colons
+        for text, _, _ in _planted(addr, addr):
+            assert det.find(text) == [], text
+
+
+def test_ip_cues_do_not_hide_other_kinds(det):
+    """서버, 접속 ... name an address: a phone written as bare digits after them is still a phone."""
+    for text, s, e in _planted("서버 담당자 0212345678", "0212345678"):
+        assert [(f.kind, f.start, f.end) for f in det.find(text)] == [("phone", s, e)], text
+    for text, _, _ in _planted("송장번호 0212345678", "0212345678"):
+        assert det.find(text) == [], text  # another kind's label still does
+
+
+@pytest.mark.parametrize("sentence,word", [
+    ("제106조 ① 법관은 탄핵 또는 금고 이상의 형의 선고에 의하지 아니하고는 파면되지 아니하며", "금고"),  # constitution
+    ("안정적인 걸 좋아하나봐요.", "좋아하나봐요."),  # ChatbotData.csv
+])
+def test_ordinary_words_are_no_account_labels(det, sentence, word):
+    """금고 (a prison sentence) and 하나 inside 좋아하나봐요 name no bank: an account-length number
+    after them, with nothing else to say what it is, stays."""
+    assert sentence in CHAT.read_text(encoding="utf-8") + (GOV / "kolaw_constitution.txt").read_text(encoding="utf-8")
+    for number in ("30667801555", "110123456789"):
+        text = sentence.replace(word, f"{word} {number}")
+        assert det.find(text) == [], text
+    assert [f.kind for f in det.find("새마을금고 9002-1234-5678-9")] == ["account"]
+    assert [f.kind for f in det.find("우리 1002-123-456789 로 보내 주세요")] == ["account"]
+
+
+LOOKALIKE_PIECES = ["서울중앙지방법원 2010가합12345", "의안번호 1809890", "1,234,567원", "12345678901원",
+                    "2010. 11. 12.", "2010-11-12", "20101112", "제3조 제2항", "주문번호 0212345678",
+                    "주문번호 20240115-1234567", "버전 1.2.3.4", "1.2.3.4 항목", "3.1.2.1.", "서브넷 마스크 255.255.255.0",
+                    "행정안전부 공고 제2024-123호", "2023헌마123"]
+
+
+@pytest.mark.parametrize("piece", LOOKALIKE_PIECES)
+def test_lookalikes_planted_in_real_sentences_are_untouched(det, scrub, piece):
+    for text, _, _ in _planted(piece, piece):
+        assert det.find(text) == [], text
+        assert scrub.scrub(text) == (text, {})
 
 
 def test_same_value_in_different_spellings_gets_the_same_fake(scrub):
@@ -177,9 +363,17 @@ def test_fakes_can_never_be_valid_numbers(scrub, det):
     v4 = ipaddress.ip_address(scrub.scrub("접속 IP 211.234.56.78")[0].split()[-1])
     v6 = ipaddress.ip_address(scrub.scrub("원격지 2404:6800:4004:80c::200e")[0].split()[-1])
     assert v4 in ipaddress.ip_network("240.0.0.0/4") and v6 in ipaddress.ip_network("2001:db8::/32")
-    # so running twice leaves the fakes alone (RRN, card, phone, IP)
+    # a private or loopback address keeps its block, not its host; other special ones go to 240/4
+    for addr, block in [("10.1.2.3", "10.0.0.0/8"), ("172.20.5.6", "172.16.0.0/12"),
+                        ("192.168.0.10", "192.168.0.0/16"), ("127.0.0.1", "127.0.0.0/8"),
+                        ("100.64.1.2", "240.0.0.0/4"), ("169.254.3.4", "240.0.0.0/4")]:
+        fake = scrub.scrub(f"서버 주소 {addr}")[0].split()[-1]
+        assert fake != addr and ipaddress.ip_address(fake) in ipaddress.ip_network(block), (addr, fake)
+    # so running twice leaves the fakes alone (RRN, card, phone); a fake IP is an address, which
+    # only ip_public_only=true leaves alone
     once = scrub.scrub("주민등록번호 900101-1234568 카드 4111111111111111 HP 010-1234-5678 IP 211.234.56.78")[0]
-    assert det.find(once) == []
+    assert [f.kind for f in det.find(once)] == ["ip"]
+    assert Detector(ip_public_only=True).find(once) == []
 
 
 def test_salt_keys_the_fakes():
@@ -213,7 +407,8 @@ def test_only_the_chosen_types_and_fullwidth_digits():
 def test_settings_are_validated_with_the_recipe_key(caplog):
     for bad, key in [(dict(mode="hash"), "data.pii.mode"), (dict(salt=""), "data.pii.salt"),
                      (dict(types=["rrn", "ssn"]), "data.pii.types"), (dict(types=[]), "data.pii.types"),
-                     (dict(context_window=0), "data.pii.context_window")]:
+                     (dict(context_window=0), "data.pii.context_window"),
+                     (dict(ip_public_only="false"), "data.pii.ip_public_only")]:
         with pytest.raises(PIISettingsError, match=re.escape(key)):
             PIIStep(PIISettings(**bad))
     with caplog.at_level(logging.WARNING, logger="data_prep.corpus.pii"):
@@ -283,7 +478,7 @@ def test_through_a_local_pipeline_executor(tmp_path):
     stats = LocalPipelineExecutor(pipeline, tasks=2, workers=2, logging_dir=str(tmp_path / "logs"),
                                   skip_completed=False, start_method="fork").run()
     recs = [json.loads(line) for f in sorted((tmp_path / "work").glob("*.jsonl")) for line in f.open()]
-    by_id = {r["id"]: r for r in recs}
+    by_id = {r["id"].rsplit("/", 1)[-1]: r for r in recs}  # ids are file names below the source's root
     text = "\n".join(r["text"] for r in recs) + json.dumps([r["metadata"] for r in recs], ensure_ascii=False)
     for secret in ("02-788-4649", "tanzania@", "2222-3333", "123456-01-123456", "900101-1234568", "kim@naver.com",
                    "4444-5555"):

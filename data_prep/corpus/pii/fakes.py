@@ -12,7 +12,12 @@ Where the format allows it, a fake can never be a real number:
 - phones: the local number starts with 0, which the Korean numbering plan never assigns
   (0 is the trunk prefix), e.g. 010-0xxx-xxxx, 02-0xx-xxxx.
 - cards: Luhn check fails.
-- IPv4: 240.0.0.0/4 (reserved, never assigned, RFC 1112); IPv6: 2001:db8::/32 (documentation).
+- IPv4: a public or other special address becomes one in 240.0.0.0/4 (reserved, never assigned,
+  RFC 1112). A private or loopback address (10/8, 172.16/12, 192.168/16, 127/8) stays in its
+  block with keyed host bits: the text still reads "an internal address", and no block holds
+  an address that is not assignable; the block itself is shared by millions of networks and
+  names none, while the host bits, which map the real network, are gone.
+  IPv6: 2001:db8::/32 (documentation), whatever the range.
 Accounts, passports and licences have no public check digit: their fakes are keyed random
 digits, different from the input, unlinkable to it without the salt.
 E-mail: the local part is faked; a public mail provider or an institution's domain
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import string
 from typing import Iterator
 
@@ -36,6 +42,9 @@ _KEEP_DOMAINS = frozenset({
 _INSTITUTIONAL = (".go.kr", ".ac.kr", ".re.kr", ".or.kr", ".mil.kr", ".korea.kr", ".gov", ".edu")
 _SECOND_LEVEL = frozenset({"co", "or", "go", "ac", "re", "ne", "pe", "mil", "hs", "ms", "es", "sc", "kg"})
 _CACHE_MAX = 1 << 16
+# IPv4 blocks whose fakes stay in them (see the module docstring)
+_IP4_KEEP_BLOCK = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                            "127.0.0.0/8"))
 
 
 class Faker:
@@ -97,7 +106,11 @@ class Faker:
     def _ip(self, f: Found, h: "_Stream") -> str:
         if ":" in f.value:
             return "2001:db8:" + ":".join(f"{h.int(65536):x}" for _ in range(6))
-        return f"{240 + h.int(15)}.{h.int(256)}.{h.int(256)}.{h.int(256)}"
+        addr = ipaddress.IPv4Address(f.norm)
+        block = next((b for b in _IP4_KEEP_BLOCK if addr in b), None)
+        if block is None:
+            return f"{240 + h.int(15)}.{h.int(256)}.{h.int(256)}.{h.int(256)}"
+        return _differ(f.value, str(block[h.int(block.num_addresses)]))
 
 
 class _Stream:

@@ -14,24 +14,33 @@ Choices:
 - 주민등록번호/외국인등록번호: YYMMDD + 7th digit + 6 digits, with a real birth date in the
   century the 7th digit names. With a hyphen the shape is specific enough: it counts
   whatever the check digit says, since typos exist and numbers issued since October 2020
-  have no check digit. Bare (13 digits, or a space) it needs the check digit or a 주민/
-  외국인/등록번호/생년월일 label, and no other kind's label. 7th digit 9/0 (born in the
-  1800s) needs the check digit. 법인/사업자 labels (법인등록번호 has the same shape) exclude
-  it. Masked forms (900101-1******) still show birth date and sex: replaced too.
+  have no check digit. Bare (13 digits, or a space: 8303136342340, 830313 6342340) it needs
+  the check digit (for 외국인등록번호 either rule: see checksums.rrn_checksum_ok) or a 주민/
+  외국인/등록번호/생년월일 label; a cue word is not required, since forms often print the
+  number alone after a name. A label of another kind does not veto a passing check digit
+  (a number after 접속 or 연락처 is still someone's 주민등록번호); an "other" label does:
+  법인등록번호 has the same shape, and 사업자번호/주문번호/의안번호 name numbers that are not
+  personal. 7th digit 9/0 (born in the 1800s) needs the check digit. Masked forms
+  (900101-1******) still show birth date and sex: replaced too.
 - Phones: mobile 010/011/016-019, areas 02, 031-064, 070 (VoIP), 0502-0508 (안심번호), with
   -, ., spaces, (02), 02) and +82. Business numbers (1588-xxxx, 080, 060) are published
   company contacts, not personal data: left alone.
 - Accounts: 10-14 digits, grouped or bare, only under an account label (계좌, 은행, 통장,
   입금, 예금주, 농협, 신한, ...); 국민/우리/하나/기업/카카오/토스/케이 are ordinary words too
-  and count only right before the number.
+  and count only as a word of their own right before the number (not 좋아하나봐요); 금고 is
+  also a prison sentence (금고 이상의 형): only 새마을금고 counts.
 - Cards: 13-19 digits, Luhn-valid, in an issuer range or under a card label. Under an account
   label a Luhn-valid number of account length (<= 14 digits) is an account. Luhn-invalid
   numbers are never cards, labelled or not (typos included: Luhn is the definition here).
 - Passports: M123A4567 (since 2021) by shape; M12345678 only under 여권/passport.
 - Driver's licences: 11-12-345678-90 (region 11-28, hyphenated) or 서울 12-345678-90;
   other spellings need a 면허 label.
-- IPs: public addresses only by default (10.x, 192.168.x identify no one); with fewer
-  than 7 digits (1.2.3.4 could be a section or version number) only under an IP label.
+- IPs: IPv4 and IPv6 of every range by default: in security documents an internal address
+  (10.x, 172.16-31.x, 192.168.x, 127.x, 240-255.x) maps a network, which is what an
+  attacker wants; ip_public_only=True keeps only public ones. IPv4 with fewer than 7 digits
+  (1.2.3.4 could be a section or version number) and IPv6 written with fewer than 3 groups
+  (ab::cd) need an IP label (IP, 접속, 서버, 호스트, 게이트웨이, DNS, 내부망, 원격지 ...).
+  A netmask (255.255.255.0) addresses no host: left alone.
 - Numbers followed by a unit (원, 명, 건, 호, %, ...) are amounts, counts or ordinals, never PII;
   nor is anything right after 제 (제2010-123456호).
 """
@@ -46,6 +55,9 @@ from typing import Callable, Iterable
 from data_prep.corpus.pii.checksums import FOREIGN_DIGITS, birth_date_ok, luhn_ok, rrn_checksum_ok
 
 KINDS = ("rrn", "arn", "phone", "email", "account", "card", "passport", "driver_license", "ip")
+# Defaults of Detector and of the recipe keys data.pii.context_window / ip_public_only (settings.py)
+CONTEXT_WINDOW = 30  # chars before a number searched for its label
+IP_PUBLIC_ONLY = False  # internal addresses are sensitive too (see Choices above)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +117,8 @@ _ALTERNATIVES = (("rrn", _RRN), ("driver_license", _DL), ("phone", _PHONE), ("ca
 _EMAIL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
                     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9-])")
 _H4 = r"[0-9A-Fa-f]{1,4}"
-_IP6 = re.compile(rf"(?<![0-9A-Za-z:.])(?:(?:{_H4}:){{7}}{_H4}|(?:{_H4}:){{1,6}}:(?:{_H4}(?::{_H4}){{0,5}})?)"
-                  rf"(?![0-9A-Za-z:])")
+_IP6 = re.compile(rf"(?<![0-9A-Za-z:.])(?:(?:{_H4}:){{7}}{_H4}|(?:{_H4}:){{1,6}}:(?:{_H4}(?::{_H4}){{0,5}})?"
+                  rf"|::{_H4}(?::{_H4}){{0,6}})(?![0-9A-Za-z:])")  # the last one: ::1, ::ffff:a00:1
 _IP6_FULL = re.compile(rf"(?:{_H4}:){{7}}{_H4}")
 _LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
 _LOCAL_RUN = re.compile(r"[A-Za-z0-9._%+-]{1,64}\Z")  # with endpos at the '@': the name before it
@@ -126,14 +138,20 @@ _LABEL_WORDS = {
              "코드 ISBN 우편번호 공고번호 고시번호 버전 Version version Ver. ver. 대표번호 고객센터 학번 사번 차량번호 "
              "등기번호 허가번호",
     "rrn": "주민등록번호 주민번호 주민 외국인등록번호 외국인번호 외국인 등록번호 생년월일 RRN",
-    "account": "계좌번호 계좌 은행 통장 입금 예금주 예금 송금 이체 환불 뱅크 금고 신협 수협 농협 우체국 신한 IBK KB NH "
+    "account": "계좌번호 계좌 은행 통장 입금 예금주 예금 송금 이체 환불 뱅크 새마을금고 신협 수협 농협 우체국 신한 IBK KB NH "
                "SC제일 씨티 account Account bank Bank",
-    "account_near": "국민 우리 하나 기업 카카오 토스 케이",  # ordinary words too: only right before the number
+    # ordinary words too (우리 반, 좋아하나봐, 하나도): only as a word of their own right before the number
+    "account_near": "국민 우리 하나 기업 카카오 토스 케이",
     "card": "카드번호 카드 card Card CARD 신용 체크 결제",
     "passport": "여권번호 여권 passport Passport PASSPORT",
     "driver_license": "운전면허번호 면허번호 면허",
     "phone": "전화번호 전화 연락처 문의 휴대폰 핸드폰 휴대전화 Tel TEL tel HP 팩스 FAX Fax fax",
-    "ip": "IP 아이피 접속",
+    # IP cues (서버 covers 서버 주소/서버 IP, 접속 covers 접속지/접속 기록). As labels they also speak
+    # about the other kinds: a bare 13-digit number after them still counts by its check digit
+    # (only "other" vetoes that), an account needs its own label nearer than them, and a phone
+    # written as bare digits is not blocked by them (an address always has dots or colons).
+    "ip": "IP 아이피 접속 원격지 서버 server Server 호스트 host Host 게이트웨이 gateway Gateway DNS 내부망 외부망 "
+          "라우터 방화벽 VPN 프록시 서브넷",
 }
 _LABEL_KIND = {}
 for _kind, _words in _LABEL_WORDS.items():
@@ -144,6 +162,7 @@ for _kind, _words in _LABEL_WORDS.items():
 # A flat alternation of literals, longest first: re then scans for their first characters fast.
 _LABEL = re.compile("|".join(re.escape(w) for w in sorted(_LABEL_KIND, key=len, reverse=True)))
 _NEAR = 8  # chars: how close "right before" is for the account_near words
+_SYLLABLE = re.compile(r"[가-힣]")
 _LIST_GAP = re.compile(r"[\s,/;·]{0,5}")  # between items of a list under one label: "계좌: A, B"
 # after a number, an amount or a count: 1234567890원, 12345678901 원을, 2010-123456호 (but not 원고, 회의)
 _QUANTITY = re.compile(r"[원명건개회호%배년억만천조]|kg|km|[ \t](?:%|원(?![가-힣])|원[을이은의으에과와정])")
@@ -154,6 +173,16 @@ _NON_DIGIT = re.compile(r"[^0-9]")
 
 def _digits(s: str) -> str:
     return _NON_DIGIT.sub("", s)
+
+
+def _syllable_at(text: str, i: int) -> bool:
+    return 0 <= i < len(text) and _SYLLABLE.match(text, i) is not None
+
+
+def _is_netmask(addr: ipaddress.IPv4Address) -> bool:
+    """255.255.255.0, 255.255.240.0, ...: ones then zeros from a /8 on. A mask, not a host."""
+    n = int(addr)
+    return n >> 24 == 0xFF and (n | (n - 1)) == 0xFFFFFFFF
 
 
 def _card_range_ok(d: str) -> bool:
@@ -174,7 +203,8 @@ def _card_range_ok(d: str) -> bool:
 class Detector:
     """Finds the enabled kinds in a text; `find` returns non-overlapping Found in text order."""
 
-    def __init__(self, kinds: Iterable[str] = KINDS, context_window: int = 30, ip_public_only: bool = True):
+    def __init__(self, kinds: Iterable[str] = KINDS, context_window: int = CONTEXT_WINDOW,
+                 ip_public_only: bool = IP_PUBLIC_ONLY):
         self.kinds = frozenset(kinds)
         unknown = self.kinds - set(KINDS)
         if unknown:
@@ -195,7 +225,8 @@ class Detector:
         for lab in reversed(labels):
             kind = _LABEL_KIND[lab[0]]
             if kind == "account_near":
-                if start - lab.end() > _NEAR:
+                if start - lab.end() > _NEAR or _syllable_at(text, lab.start() - 1) \
+                        or _syllable_at(text, lab.end()):
                     continue
                 kind = "account"
             if _ANY_DIGIT.search(text, lab.end(), start) is None:
@@ -231,8 +262,8 @@ class Detector:
         label = self._label(text, m.start(), m.end(), prev)
         if sep.strip() or masked:  # 900101-1234567: the shape itself says it
             ok = label != "other"
-        else:  # 9001011234567: the check digit or a label must say it
-            ok = label == "rrn" or (checksum and label is None)
+        else:  # 9001011234567, 900101 1234567: the check digit or a label must say it
+            ok = label == "rrn" or (checksum and label != "other")
         return Found(kind, m.start(), m.end(), m[0], date + tail) if ok else None
 
     def _check_driver_license(self, text: str, m: re.Match, prev: Found | None) -> Found | None:
@@ -255,7 +286,7 @@ class Detector:
                 and text[m.start() - 2].isdigit() and text[m.start() - 1] == " ":
             return None
         if v.isdigit() and not v.startswith("01") \
-                and self._label(text, m.start(), m.end(), prev) not in (None, "phone"):
+                and self._label(text, m.start(), m.end(), prev) not in (None, "phone", "ip"):
             return None  # 송장번호 050412345678: bare digits under another label (01012345678 is distinctive)
         prefix = m["ph_ac"] or "0" + m["ph_cc"]
         return Found("phone", m.start(), m.end(), v, prefix + m["ph_mid"] + m["ph_last"],
@@ -294,9 +325,12 @@ class Detector:
         if not (label == "ip" or len(m[0]) >= 10 and label != "other"):  # >= 7 digits (+ 3 dots)
             return None
         addr = ipaddress.IPv4Address(m[0])  # the octet pattern admits no leading zeros, no values > 255
-        if self.ip_public_only and not addr.is_global:
+        if not self._ip_wanted(addr) or _is_netmask(addr):
             return None
         return Found("ip", m.start(), m.end(), m[0], str(addr))
+
+    def _ip_wanted(self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return not self.ip_public_only or addr.is_global
 
     def _check_passport(self, text: str, m: re.Match, prev: Found | None) -> Found | None:
         v = m[0]
@@ -388,7 +422,9 @@ class Detector:
                     addr = ipaddress.IPv6Address(m[0])
                 except ValueError:
                     continue
-                if not self.ip_public_only or addr.is_global:
+                # ab::cd, dead::beef: with fewer than 3 groups as likely code or hex as an address
+                groups = sum(1 for g in m[0].split(":") if g)
+                if self._ip_wanted(addr) and (groups >= 3 or self._label(text, m.start(), m.end(), None) == "ip"):
                     out.append(Found("ip", m.start(), m.end(), m[0], str(addr)))
         if "driver_license" in self.kinds:
             out += [f for m in _DL_NAMED.finditer(text) if (f := self._check_driver_license(text, m, None))]
