@@ -75,7 +75,9 @@ def upstream_inputs(run_dir: Path, stage: Stage) -> list[dict[str, Any]]:
 def plan_stage(cfg: DictConfig, stage: Stage, force: bool) -> Plan:
     run_dir = Path(cfg.run_dir)
     stage_dir = run_dir / stage.name
-    inputs = upstream_inputs(run_dir, stage) + hash_entries(stage.external_inputs(cfg))
+    labels = stage.input_labels(cfg)  # e.g. the data stage's source and file, what its records name
+    inputs = upstream_inputs(run_dir, stage) + [{**e, **labels.get(e["path"], {})}
+                                                for e in hash_entries(stage.external_inputs(cfg))]
     config = stage_config(cfg, stage)
     fp = fingerprint(config, inputs)
     old = Manifest.load(stage_dir)

@@ -15,6 +15,7 @@ import pytest
 from kgov_train import REPO_ROOT
 from kgov_train.papers import FORMAT, PapersError, regenerate, write_papers
 from kgov_train.papers.bom import KEY_PACKAGES
+from kgov_train.papers.facts import data_facts
 
 
 def sha(path: Path) -> str:
@@ -45,7 +46,8 @@ def synthetic_run(tmp_path) -> Path:
         for f in fs:
             f.write_text(f"본문 {f.name}\n", encoding="utf-8")
     run = tmp_path / "run"
-    data_inputs = [{"path": str(f), "sha256": sha(f), "bytes": f.stat().st_size} for fs in files.values() for f in fs]
+    data_inputs = [{"path": str(f), "sha256": sha(f), "bytes": f.stat().st_size, "source": n, "file": f.name}
+                   for n, fs in files.items() for f in fs]
     sources = [{"name": n, "inputs": [str(corpus / (n + "*"))], "license": lic[n], "weight": 1.0} for n in files]
     write_json(run / "data" / "manifest.json", manifest("data", config={"data": {"sources": sources}},
                inputs=data_inputs, metrics={
@@ -58,7 +60,7 @@ def synthetic_run(tmp_path) -> Path:
     # kept: law_a x2, law_b x1, news x1; rejected: news x1
     def rec(f, src):
         return json.dumps({"id": f.name, "text": '"input_sha256":"' + "0" * 64 + '" in text',
-                           "metadata": {"source": src, "license": lic[src], "input_sha256": sha(f), "file": str(f)}},
+                           "metadata": {"source": src, "license": lic[src], "input_sha256": sha(f), "file": f.name}},
                           ensure_ascii=False)
     clean = [rec(files["law"][0], "law"), rec(files["law"][0], "law"), rec(files["law"][1], "law"),
              rec(files["news"][0], "news")]
@@ -122,6 +124,15 @@ def test_papers_from_synthetic_manifests(synthetic_run):
     assert by_path[str(data / "law_a.txt")] | {} == {**by_path[str(data / "law_a.txt")], "source": "law",
                                                      "license": "KOGL-1", "docs_kept": 2, "docs_rejected": 0}
     assert (by_path[str(data / "news.jsonl")]["docs_kept"], by_path[str(data / "news.jsonl")]["docs_rejected"]) == (1, 1)
+    assert by_path[str(data / "news.jsonl")]["file"] == "news.jsonl"  # what the records name it by, with its source
+    law_b = next(x for x in bom["components"] if x["name"] == str(data / "law_b.txt"))
+    assert {"name": "kgov:file", "value": "law_b.txt"} in law_b["properties"]
+    # data/clean too large to count per file: each input's source is the one its manifest entry names,
+    # not a guess from the recorded globs (left out here)
+    data_m = json.loads((run / "data" / "manifest.json").read_text()) | {"config": {}}
+    facts = data_facts(run, data_m, limit=0)
+    assert [(d["source"], d["license"], d["docs_kept"]) for d in facts["data_files"]] == [
+        ("law", "KOGL-1", None), ("law", "KOGL-1", None), ("news", "CC-BY-4.0", None)]
     assert bom["data"]["sources"]["law"]["tokens"] == {"train": 700, "validation": 100, "mixture": 700,
                                                        "train_documents": 2, "validation_documents": 1}
     assert bom["data"]["sources"]["news"]["license"] == "CC-BY-4.0"

@@ -81,7 +81,7 @@ def test_csv_rows_keep_physical_line_numbers_and_reject_bad_rows(tmp_path):
     assert by_line[6].text == "a3,필드가,너무,많다"  # the raw row, for whoever reads rejected/
     assert by_line[7].metadata[R.REASON] == R.BLANK_LINE
     assert by_line[8].metadata[R.REASON] == R.BAD_CSV
-    assert by_line[9].id == "rows.csv:9" and by_line[9].text == "아이디 없는 행"
+    assert by_line[9].id == "test-src/rows.csv:9" and by_line[9].text == "아이디 없는 행"
     bad = by_line[10]
     assert bad.metadata[R.REASON] == R.INVALID_UTF8
     assert base64.b64decode(bad.metadata[R.RAW_BASE64]) == b"a5,\xff\xfe \xea\xb0,x"
@@ -117,7 +117,7 @@ def test_the_real_chatbot_csv(tmp_path):
     docs = list(CorpusReader(describe_inputs([CHATBOT], "ko-chatbot", "MIT", text_key="A", id_key="id")).run())
     assert len(docs) == 11823 and not any(R.is_rejected(d) for d in docs)
     assert docs[0].text == "하루가 또 가네요." and docs[0].metadata[R.EXTRA] == {"Q": "12시 땡!", "label": "0"}
-    assert docs[0].id == "ChatbotData.csv:2" and docs[-1].metadata[R.LINE] == 11824
+    assert docs[0].id == "ko-chatbot/ChatbotData.csv:2" and docs[-1].metadata[R.LINE] == 11824
 
 
 # ---------------------------------------------------------------- encodings (cp949 government exports)
@@ -156,7 +156,7 @@ def test_cp949_txt_and_jsonl(tmp_path):
     jsonl = "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in lines).encode("cp949")
     docs = read(tmp_path, ("law.txt", law.encode("cp949")), ("a.jsonl", jsonl), ("b.jsonl.gz", gzip.compress(jsonl)),
                 encoding="cp949")
-    assert [(d.id, d.text) for d in docs] == [("law.txt", law)] + [(o["id"], o["text"]) for o in lines] * 2
+    assert [(d.id, d.text) for d in docs] == [("test-src/law.txt", law)] + [(o["id"], o["text"]) for o in lines] * 2
     assert not any(R.is_rejected(d) for d in docs)
 
 
@@ -203,7 +203,7 @@ def test_hwpx_paragraphs_tables_footnotes_in_document_order(tmp_path):
     )
     sec1 = F.section_xml(F.p(F.run(F.t(ART2))))
     doc = one(tmp_path, "법령.hwpx", F.hwpx([sec0, sec1]))
-    assert not R.is_rejected(doc) and doc.id == "법령.hwpx" and doc.metadata[R.LINE] == 1
+    assert not R.is_rejected(doc) and doc.id == "test-src/법령.hwpx" and doc.metadata[R.LINE] == 1
     assert doc.text.split("\n") == [
         ART1, "인사혁신처장은 다음을 정한다.", NOTE, "구분", "금액", "예산", "1,234,567원",
         "줄", "바꿈\t탭형광펜", ART2]
@@ -229,7 +229,7 @@ def test_hwpx_sections_in_numeric_order_and_2024_namespace(tmp_path):
 def test_broken_hwpx_is_one_reject_with_reason(tmp_path, name, data, reason, detail):
     doc = one(tmp_path, name, data)
     assert doc.metadata[R.REASON] == reason and detail in doc.metadata[R.DETAIL]
-    assert doc.text == "" and doc.id == name and doc.metadata[R.FILE] == str(tmp_path / name)
+    assert doc.text == "" and doc.id == f"test-src/{name}" and doc.metadata[R.FILE] == name
 
 
 def test_truncated_hwpx_member_is_corrupt(tmp_path):
@@ -295,7 +295,7 @@ def _reject(tmp_path, name: str, data: bytes, reason: str, detail: str):
     doc = one(tmp_path, name, data)
     assert doc.metadata[R.REASON] == reason, doc.metadata.get(R.DETAIL)
     assert detail in doc.metadata[R.DETAIL], doc.metadata[R.DETAIL]
-    assert doc.text == "" and doc.id == name
+    assert doc.text == "" and doc.id == f"test-src/{name}"
     return doc
 
 
@@ -333,32 +333,61 @@ def test_a_directory_named_like_a_document_is_unreadable_not_fatal(tmp_path):
     docs = list(CorpusReader([InputFile(str(tmp_path / "folder.hwp"))]).run())
     assert [d.metadata[R.REASON] for d in docs] == [R.UNREADABLE_FILE]
     assert docs[0].metadata["input_sha256"] == ""
+    detail = docs[0].metadata[R.DETAIL]  # the OSError's message names the file by its portable name only
+    assert "IsADirectoryError" in detail and "default/folder.hwp" in detail and str(tmp_path) not in detail
 
 
 # ---------------------------------------------------------------- provenance
 
 def test_every_record_carries_source_license_file_line_and_input_hash(tmp_path):
-    csv_path, hwp_path, jl_path = tmp_path / "q.csv", tmp_path / "doc.hwp", tmp_path / "sub" / "x.jsonl"
-    jl_path.parent.mkdir()
+    csv_path, hwp_path = tmp_path / "q.csv", tmp_path / "doc.hwp"
+    jl_path, jl2_path = tmp_path / "web" / "x.jsonl", tmp_path / "web" / "2024" / "y.jsonl"
+    jl2_path.parent.mkdir(parents=True)
     csv_path.write_text("question,body\nq1,질문 본문\nq2,너무,많음\n", encoding="utf-8")
     hwp_path.write_bytes(F.hwp5([F.paragraph(ART1)], flags=F.COMPRESSED | F.PASSWORD))
     jl_path.write_text(json.dumps({"doc": "가나다"}, ensure_ascii=False) + "\n{bad\n", encoding="utf-8")
+    jl2_path.write_text(json.dumps({"doc": "라마바"}, ensure_ascii=False) + "\n", encoding="utf-8")
     inputs = (describe_inputs([csv_path], "qa", "CC-BY-4.0", text_key="body", id_key="question")
               + describe_inputs([hwp_path], "gov-hwp", "KOGL-1")
-              + [InputFile(str(jl_path), "web", "unknown", text_key="doc", sha256="")])  # hashed by the reader
+              + [InputFile(str(p), "web", "unknown", text_key="doc", sha256="")  # hashed by the reader
+                 for p in (jl_path, jl2_path)])
     docs = list(CorpusReader(inputs).run())
-    assert len(docs) == 5 and [R.is_rejected(d) for d in docs] == [False, True, True, False, True]
-    expect = {str(csv_path): ("qa", "CC-BY-4.0"), str(hwp_path): ("gov-hwp", "KOGL-1"),
-              str(jl_path): ("web", "unknown")}
+    assert len(docs) == 6 and [R.is_rejected(d) for d in docs] == [False, True, True, False, True, False]
+    # file: the path below the source's root (a one-file source: the file's name), never an absolute path
+    expect = {("qa", "q.csv"): (csv_path, "CC-BY-4.0"), ("gov-hwp", "doc.hwp"): (hwp_path, "KOGL-1"),
+              ("web", "x.jsonl"): (jl_path, "unknown"), ("web", "2024/y.jsonl"): (jl2_path, "unknown")}
     for d in docs:
         md = d.metadata
-        path = md[R.FILE]
-        assert (md["source"], md["license"]) == expect[path]
-        assert md["input_sha256"] == hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        path, lic = expect[md["source"], md[R.FILE]]
+        assert md["license"] == lic and str(tmp_path) not in json.dumps(md, ensure_ascii=False)
+        assert md["input_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert isinstance(md[R.LINE], int) and md[R.LINE] >= 1
     assert docs[0].id == "q1" and docs[0].text == "질문 본문"  # per-source text and id keys
-    assert docs[2].metadata[R.REASON] == R.ENCRYPTED_DOCUMENT
-    assert docs[3].id == "sub/x.jsonl:1" and docs[3].text == "가나다"
+    assert docs[1].id == "qa/q.csv:3" and R.location(docs[1].metadata) == "qa/q.csv:3"
+    assert docs[2].metadata[R.REASON] == R.ENCRYPTED_DOCUMENT and docs[2].id == "gov-hwp/doc.hwp"
+    assert docs[3].id == "web/x.jsonl:1" and docs[3].text == "가나다"
+    assert docs[5].id == "web/2024/y.jsonl:1" and docs[5].text == "라마바"
+
+
+def test_default_ids_are_per_source_unique_and_independent_of_other_sources(tmp_path):
+    """Each source is rooted at its own folder: two sources may hold the same file names, and a source's ids do
+    not change when another source, elsewhere on disk, is added."""
+    a, b = tmp_path / "mnt1" / "law" / "data.jsonl", tmp_path / "other" / "deep" / "qa" / "data.jsonl"
+    for p, text in ((a, "법률 본문"), (b, "질의 응답")):
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps({"text": text}, ensure_ascii=False) + "\n", encoding="utf-8")
+    alone = list(CorpusReader(describe_inputs([a], "law")).run())
+    both = list(CorpusReader(describe_inputs([a], "law") + describe_inputs([b], "qa")).run())
+    assert [d.id for d in alone] == ["law/data.jsonl:1"]
+    assert [d.id for d in both] == ["law/data.jsonl:1", "qa/data.jsonl:1"]
+    assert [d.metadata[R.FILE] for d in both] == ["data.jsonl", "data.jsonl"]
+    # source "x" with b/data.jsonl and source "x/b" with data.jsonl would share a name: refused before reading
+    c, e = tmp_path / "x" / "b" / "data.jsonl", tmp_path / "x" / "e.jsonl"
+    c.parent.mkdir(parents=True)
+    for p in (c, e):
+        p.write_text(json.dumps({"text": "가"}) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="are both 'x/b/data.jsonl'"):
+        CorpusReader(describe_inputs([c, e], "x") + describe_inputs([a], "x/b"))
 
 
 def test_reader_refuses_bare_paths():
@@ -382,10 +411,10 @@ def test_pipeline_reads_office_documents_and_csv_in_parallel(tmp_path):
     assert report.files_in == 5 and report.docs_in == 6
     assert report.rejected_by_reason == {"bad_csv": 1, "encrypted_document": 1}
     kept = [json.loads(line) for f in sorted((tmp_path / "out" / "clean").glob("*.jsonl")) for line in open(f)]
-    assert [k["id"] for k in kept] == ["a.hwp", "b.hwpx", "r1", "e.txt"]
+    assert [k["id"] for k in kept] == ["gov/a.hwp", "gov/b.hwpx", "r1", "gov/e.txt"]
     assert kept[0]["text"].split("\n") == EXPECTED
     for k in kept:
         assert k["metadata"]["source"] == "gov" and len(k["metadata"]["input_sha256"]) == 64
     rejected = [json.loads(line) for f in (tmp_path / "out" / "rejected").glob("*.jsonl") for line in open(f)]
-    assert {r["location"] for r in rejected} == {f"{d / 'c.hwp'}:1", f"{d / 'd.csv'}:4"}
+    assert {r["location"] for r in rejected} == {"gov/c.hwp:1", "gov/d.csv:4"}
     assert all(len(r["metadata"]["input_sha256"]) == 64 for r in rejected)

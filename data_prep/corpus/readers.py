@@ -7,7 +7,11 @@ carry a reason and their file:line, so nothing is lost silently. An .hwp/.hwpx f
 is one document, like a .txt file.
 
 Every record carries its provenance in metadata: source, license, file, line and
-input_sha256 (the sha256 of the whole input file), from the InputFile it came from.
+input_sha256 (the sha256 of the whole input file), from the InputFile it came from. `file` is
+the path relative to the source's root (the common folder of that source's files; a source of
+one file: its name), never an absolute path, so the same corpus at another path (another
+machine, mount point, clone) gives the same records. The absolute paths and their hashes are in
+the data stage's manifest (`inputs`: path, sha256, source and file).
 
 jsonl/csv/tsv/txt bytes are decoded in the source's encoding (UTF-8, or e.g. cp949 for many
 data.go.kr exports); parquet and HWP/HWPX define their own.
@@ -41,7 +45,7 @@ from data_prep.corpus.step import CorpusStep
 FORMATS = {".jsonl.gz": "jsonl", ".jsonl": "jsonl", ".parquet": "parquet", ".txt.gz": "txt", ".txt": "txt",
            ".csv.gz": "csv", ".csv": "csv", ".tsv.gz": "tsv", ".tsv": "tsv", ".hwpx": "hwp", ".hwp": "hwp"}
 # Provenance keys every record's metadata carries (besides records.FILE and records.LINE).
-SOURCE, LICENSE, INPUT_SHA256 = "source", "license", "input_sha256"
+SOURCE, LICENSE, INPUT_SHA256 = R.SOURCE, "license", "input_sha256"
 _BOM = b"\xef\xbb\xbf"
 _ASCII = "\n\r\t ,\"{}:az09"  # what an encoding must write as ASCII for the byte-level line split
 _PARQUET_BATCH = 1024
@@ -81,7 +85,7 @@ class InputFile:
     source: str = "default"  # the recipe's source name
     license: str = "unknown"  # the source's license, copied into every record
     text_key: str = "text"  # jsonl/parquet key or csv column holding the text
-    id_key: str = "id"  # key/column holding the record id; missing or empty: <path below the root>:<line>
+    id_key: str = "id"  # key/column holding the record id; missing or empty: <source>/<file>:<line> (source_name)
     sha256: str = ""  # sha256 of the file's bytes; "" = the reader hashes it in its own task
     encoding: str = "utf-8"  # of jsonl/csv/tsv/txt bytes, e.g. cp949 (parquet and HWP/HWPX define their own)
 
@@ -103,16 +107,37 @@ def describe_inputs(paths: Iterable[str | Path], source: str = "default", licens
 
 
 def id_root(files: list[str]) -> str:
-    """Common folder of all inputs: default ids are paths below it, the same wherever the corpus is mounted."""
+    """Common folder of some files ("" for none, or for bare names in the working folder)."""
     return os.path.commonpath([os.path.dirname(f) for f in files]) if files else ""
+
+
+def source_roots(inputs: Iterable[InputFile]) -> dict[str, str]:
+    """Each source's root: the common folder of its files, so a source of one file is rooted at its folder."""
+    files: dict[str, list[str]] = {}
+    for i in inputs:
+        files.setdefault(i.source, []).append(i.path)
+    return {source: id_root(paths) for source, paths in files.items()}
+
+
+def relative_path(path: str, root: str) -> str:
+    """`path` below its source's root, with '/' separators: what records carry as `file`."""
+    rel = os.path.relpath(path, root) if root else os.path.basename(path)
+    return rel.replace(os.sep, "/")
+
+
+def source_name(source: str, rel: str) -> str:
+    """A file's portable name, <source>/<path below the source's root>: the prefix of default ids and of
+    reject locations, unique across sources and the same wherever each source is mounted."""
+    return f"{source}/{rel}"
 
 
 class _Records:
     """Builds the one record each line/row/file yields, with its provenance."""
 
-    def __init__(self, path: str, file_index: int, rel: str, text_key: str, id_key: str, provenance: dict,
-                 encoding: str = "utf-8"):
-        self.path, self.file_index, self.rel = path, file_index, rel
+    def __init__(self, path: str, file_index: int, rel: str, name: str, text_key: str, id_key: str,
+                 provenance: dict, encoding: str = "utf-8"):
+        # path: where to read it here; rel: below the source's root (metadata `file`); name: <source>/<rel>
+        self.path, self.file_index, self.rel, self.name = path, file_index, rel, name
         self.text_key, self.id_key, self.provenance = text_key, id_key, provenance
         self.encoding = encoding_name(encoding)
 
@@ -122,8 +147,8 @@ class _Records:
 
     def make(self, line: int, text: str, doc_id: Any = None, extra: dict | None = None) -> Document:
         if doc_id is None or doc_id == "":  # line 0: a whole-file document (.txt, .hwp), named by its path alone
-            doc_id = self.rel if line == 0 else f"{self.rel}:{line}"
-        meta = {**self.provenance, R.FILE: self.path, R.LINE: max(line, 1), R.FILE_INDEX: self.file_index}
+            doc_id = self.name if line == 0 else f"{self.name}:{line}"
+        meta = {**self.provenance, R.FILE: self.rel, R.LINE: max(line, 1), R.FILE_INDEX: self.file_index}
         if extra:
             meta[R.EXTRA] = extra
         return Document(text=text, id=str(doc_id), metadata=meta)
@@ -140,7 +165,8 @@ class _Records:
 
     def unreadable(self, line: int, err: BaseException) -> Document:
         what = "file" if line <= 1 else f"file from record {line} on"
-        return R.reject(self.make(line, ""), R.UNREADABLE_FILE, f"{what}: {type(err).__name__}: {err}")
+        message = str(err).replace(self.path, self.name)  # OSError names the absolute path: not in the records
+        return R.reject(self.make(line, ""), R.UNREADABLE_FILE, f"{what}: {type(err).__name__}: {message}")
 
     def bad_csv(self, line: int, raw: bytes, detail: str) -> Document:
         text = raw.decode(self.encoding, errors="replace").rstrip("\r\n")
@@ -203,7 +229,7 @@ def read_jsonl(rec: _Records) -> Iterator[Document]:
 
 
 def read_txt(rec: _Records) -> Iterator[Document]:
-    """One document per file; its id is the file's path below the corpus root."""
+    """One document per file; its id is <source>/<path below the source's root> (source_name)."""
     try:
         with _open_binary(rec.path) as f:
             raw = rec.strip_bom(f.read())
@@ -247,7 +273,7 @@ def read_hwp(rec: _Records) -> Iterator[Document]:
     except OSError as e:
         yield rec.unreadable(1, e)
     except hwp.DocumentError as e:
-        yield R.reject(rec.make(0, ""), e.reason, e.detail)
+        yield R.reject(rec.make(0, ""), e.reason, e.detail.replace(rec.path, rec.name))  # no absolute path
     else:
         yield rec.make(0, text)
 
@@ -366,7 +392,14 @@ class CorpusReader(CorpusStep, BaseReader):
             raise TypeError(f"CorpusReader takes InputFile items (see describe_inputs), got {type(bad[0]).__name__}")
         self.inputs = list(inputs)
         self.files = [i.path for i in self.inputs]
-        self.root = id_root(self.files)
+        self.roots = source_roots(self.inputs)
+        self.rels = [relative_path(i.path, self.roots[i.source]) for i in self.inputs]
+        owner: dict[str, str] = {}
+        for i, rel in zip(self.inputs, self.rels):  # default ids and locations must name one file each
+            name = source_name(i.source, rel)
+            if owner.setdefault(name, i.path) != i.path:
+                raise ValueError(f"{owner[name]} and {i.path} are both '{name}' (source '{i.source}'); "
+                                 "rename a source so that no source name is another's name plus '/<folder>'")
 
     @classmethod
     def from_paths(cls, paths: Iterable[str | Path], source: str = "default", license: str = "unknown",
@@ -384,10 +417,11 @@ class CorpusReader(CorpusStep, BaseReader):
             fmt = input_format(path)
             if fmt is None:
                 raise ValueError(f"{path}: unsupported input type; use {', '.join(FORMATS)}")
-            rel = os.path.relpath(path, self.root) if self.root else os.path.basename(path)
+            rel = self.rels[index]
             sha = src.sha256 or _sha256_or_empty(path)
             provenance = {SOURCE: src.source, LICENSE: src.license, INPUT_SHA256: sha}
-            rec = _Records(path, index, rel, src.text_key, src.id_key, provenance, src.encoding)
+            rec = _Records(path, index, rel, source_name(src.source, rel), src.text_key, src.id_key, provenance,
+                           src.encoding)
             self.stat_update("input_files")
             counts = {"records": 0, "malformed": 0}
             for doc in _READERS[fmt](rec):

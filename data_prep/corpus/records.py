@@ -34,8 +34,9 @@ CONTAMINATED = "contaminated"  # shares a long character n-gram with an evaluati
 
 # Internal metadata keys: order in the corpus (file_index, line) and the reject record.
 FILE_INDEX = "file_index"
-FILE = "file"
+FILE = "file"  # the input's path below its source's root (readers.relative_path), never an absolute path
 LINE = "line"  # 1-based: jsonl line, parquet row, 1 for a whole .txt file
+SOURCE = "source"  # the recipe's source name
 SHA256 = "sha256"
 REASON = "reason"
 DETAIL = "detail"
@@ -65,7 +66,10 @@ def order_key(doc: Document) -> tuple[int, int]:
 
 
 def location(metadata: dict) -> str:
-    return f"{metadata[FILE]}:{metadata[LINE]}"
+    """<source>/<file>:<line>, the same wherever the corpus is mounted (<file>:<line> without a source);
+    the data stage's manifest maps source + file back to the absolute path and its sha256."""
+    where = f"{metadata[SOURCE]}/{metadata[FILE]}" if SOURCE in metadata else metadata[FILE]
+    return f"{where}:{metadata[LINE]}"
 
 
 def text_sha256(text: str) -> str:

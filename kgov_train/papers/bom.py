@@ -64,7 +64,9 @@ def build_bom(f: dict[str, Any]) -> dict[str, Any]:
         components.append({"type": "data", "name": d["path"], "hashes": _hashes(d["sha256"]),
                            "properties": [{"name": "kgov:stage", "value": "data"},
                                           {"name": "kgov:source", "value": str(d["source"])},
-                                          {"name": "kgov:license", "value": str(d["license"])}]})
+                                          {"name": "kgov:license", "value": str(d["license"])}]
+                           # records name the file by source + this path below the source's root
+                           + ([{"name": "kgov:file", "value": d["file"]}] if d.get("file") else [])})
     for d in f["finetune_files"]:
         components.append({"type": "data", "name": d["path"], "hashes": _hashes(d["sha256"]),
                            "properties": [{"name": "kgov:stage", "value": d["stage"]}]})

@@ -158,12 +158,14 @@ def data_facts(run_dir: Path, data_m: dict[str, Any] | None, limit: int = PER_FI
     for i in data_m.get("inputs", []):
         sha = i.get("sha256")
         name, lic = (kept[1].get(sha) or rejected[1].get(sha) or (None, None)) if per_file else (None, None)
-        if name is None:
+        if name is None and i.get("source"):  # the manifest names each input's source (and its records' `file`)
+            name, lic = i["source"], None
+        if name is None:  # manifests from before that: guessed from the recorded globs
             name, lic = _owner(i["path"], patterns)
         if name in sources and sources[name].get("license"):
             lic = sources[name]["license"]
         files.append({"path": i["path"], "sha256": sha, "bytes": i.get("bytes"), "source": name, "license": lic,
-                      "docs_kept": kept[0].get(sha, 0) if per_file else None,
+                      "file": i.get("file"), "docs_kept": kept[0].get(sha, 0) if per_file else None,
                       "docs_rejected": rejected[0].get(sha, 0) if per_file else None})
     return {"sources": sources, "licenses": licenses, "data_files": files, "per_file_counts": per_file}
 

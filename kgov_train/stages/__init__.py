@@ -2,8 +2,9 @@
 
 Each stage module exposes `run(ctx) -> StageResult` and, when it reads files
 from outside the run folder, `external_inputs(cfg, name) -> list[Path]` (name: the
-stage's, which differs from the module's for named SFT stages). Modules are
-imported only when their stage runs, so the data stages never import torch.
+stage's, which differs from the module's for named SFT stages), optionally with
+`input_labels(cfg, name) -> {path: {key: value}}`, extra keys for those files' manifest
+entries. Modules are imported only when their stage runs, so the data stages never import torch.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class Stage:
     def external_inputs(self, cfg: DictConfig) -> list[Path]:
         fn: Callable[[DictConfig, str], list[Path]] | None = getattr(self.load(), "external_inputs", None)
         return fn(cfg, self.name) if fn else []
+
+    def input_labels(self, cfg: DictConfig) -> dict[str, dict[str, Any]]:
+        """What the module adds to its external inputs' manifest entries, by path (the data stage: source, file)."""
+        fn = getattr(self.load(), "input_labels", None)
+        return fn(cfg, self.name) if fn else {}
 
 
 _TRAIN_KEYS = ("deepspeed", "seed", "cluster.precision")

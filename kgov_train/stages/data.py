@@ -1,7 +1,9 @@
 """data stage: the recipe's corpus files -> clean/ and rejected/ (jsonl.gz), via data_prep.corpus.
 
 Metrics promise docs_in == docs_kept + docs_rejected; rejected/ holds every dropped
-record with its reason and file:line.
+record with its reason and location (<source>/<file>:<line>). Records name their input by
+source and path below the source's root only, so the outputs do not depend on where the
+corpus is mounted; the manifest's `inputs` map each (source, file) to its absolute path and sha256.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ def external_inputs(cfg: DictConfig, name: str = "data") -> list[Path]:
         key = "data.sources[].inputs" if cfg.data.sources else "data.inputs"
         raise RecipeError(f"{key}: unsupported file type: {shown}; readable: {', '.join(FORMATS)}")
     return files
+
+
+def input_labels(cfg: DictConfig, name: str = "data") -> dict[str, dict[str, str]]:
+    """Per input path: the source and the `file` (path below the source's root) its records carry,
+    added to the manifest's `inputs` next to the absolute path and sha256."""
+    from data_prep.corpus.readers import relative_path, source_roots
+
+    inputs = corpus_inputs(cfg, {})
+    roots = source_roots(inputs)
+    return {i.path: {"source": i.source, "file": relative_path(i.path, roots[i.source])} for i in inputs}
 
 
 def corpus_inputs(cfg: DictConfig, hashes: dict[str, str]) -> list:
