@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from data_prep.corpus.near_dedup.minhash import MinHasher
-from data_prep.corpus.near_dedup.rules import jaccard_needed, similar, within_edits
+from data_prep.corpus.near_dedup.rules import HEAD, jaccard_needed, near_at_head, similar, within_edits
 from data_prep.corpus.near_dedup.settings import DedupSettings
 from data_prep.corpus.near_dedup.workfiles import BAND_ENTRY, ENTRY, META, Folder
 
@@ -54,21 +54,30 @@ class Corpus:
         task = np.searchsorted(self.offsets, ids, "right") - 1
         return task, ids - self.offsets[task]
 
-    def signatures(self, ids: np.ndarray) -> np.ndarray:
-        out = np.empty((ids.size, self.num_hashes), np.uint16)
+    def signatures(self, ids: np.ndarray, hashes: int | None = None) -> np.ndarray:
+        """The signatures of ids (only their first `hashes` values: a random read of one cache line, not five)."""
+        k = hashes or self.num_hashes
+        out = np.empty((ids.size, k), np.uint16)
         task, row = self._where(ids)
-        for t in np.unique(task).tolist():
+        for t in range(len(self.tasks)):
             sel = task == t
-            out[sel] = self._sigs[t][row[sel]]
+            if sel.any():
+                out[sel] = self._sigs[t][row[sel], :k]
         return out
 
-    def key_texts(self, ids: np.ndarray) -> dict[int, str]:
-        out = {}
-        uniq = np.unique(ids)
-        task, row = self._where(uniq)
-        for i, t, r in zip(uniq.tolist(), task.tolist(), row.tolist()):
-            at = int(self.key_at[i])
-            out[i] = self._keys[t][at:at + int(self.length[i])].tobytes().decode("utf-32-le")
+    def key_texts(self, ids: np.ndarray) -> list[str]:
+        """The keys of ids (distinct, sorted) as strings: gathered and decoded at once per task."""
+        out: list[str] = []
+        task, _ = self._where(ids)
+        for t in range(len(self.tasks)):
+            mine = ids[task == t]
+            if mine.size == 0:
+                continue
+            at, n = self.key_at[mine].astype(np.int64), self.length[mine]
+            ends = np.cumsum(n)
+            cp = np.asarray(self._keys[t])[np.repeat(at - (ends - n), n) + np.arange(int(ends[-1]))]
+            text = cp.astype("<u4").tobytes().decode("utf-32-le")
+            out += [text[a:b] for a, b in zip((ends - n).tolist(), ends.tolist())]
         return out
 
     def entries(self, family: str, part: int) -> np.ndarray:
@@ -85,6 +94,12 @@ class Corpus:
                 chunks.append(out)
         ent = np.concatenate(chunks) if chunks else np.empty(0, [("key", "<u8"), ("id", "<i8"), ("band", "<i8")])
         return ent[self.is_first[ent["id"]]]
+
+
+def distinct(x: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (sorting: numpy's hash-based unique is slower on these arrays)."""
+    x = np.sort(x)
+    return x[np.r_[True, x[1:] != x[:-1]]] if x.size else x
 
 
 def _expand(lo: np.ndarray, cnt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,13 +145,16 @@ class PartitionSearch:
             if later_pos.size == 0:
                 continue
             self.stats["candidate_pairs"] += later_pos.size
-            later, earlier = ent["id"][later_pos], ent["id"][earlier_pos]
+            later, earlier, band = ent["id"][later_pos], ent["id"][earlier_pos], ent["band"][later_pos]
+            need = jaccard_needed(s, c.length[later])
+            near = near_at_head(c.signatures(later, HEAD), c.signatures(earlier, HEAD), need)  # most fail here
+            later, earlier, band, need = later[near], earlier[near], band[near], need[near]
             sl, se = c.signatures(later), c.signatures(earlier)
             shared = (sl == se).reshape(later.size, s.bands, s.rows).all(axis=2)
-            mine = shared.argmax(axis=1) == ent["band"][later_pos]  # first shared band: checked once
-            later, earlier, sl, se = later[mine], earlier[mine], sl[mine], se[mine]
+            mine = shared.argmax(axis=1) == band  # a pair sharing several bands: checked in its first one only
+            later, earlier, sl, se, need = later[mine], earlier[mine], sl[mine], se[mine], need[mine]
             self.stats["checked_pairs"] += later.size
-            ok = similar(sl, se, jaccard_needed(s, c.length[later]))
+            ok = similar(sl, se, need)
             later_out.append(later[ok])
             earlier_out.append(earlier[ok])
         return self._out(later_out, earlier_out)
@@ -152,6 +170,7 @@ class PartitionSearch:
         first = np.r_[True, pkey[1:] != pkey[:-1]]
         ukeys, ustart = pkey[first], np.flatnonzero(first)
         krank = np.cumsum(first) - 1
+        probe = probe[np.argsort(probe["key"])]  # sorted needles: searchsorted walks the keys once
         qr = np.searchsorted(ukeys, probe["key"])
         hit = qr < ukeys.size
         hit[hit] = ukeys[qr[hit]] == probe["key"][hit]
@@ -168,11 +187,13 @@ class PartitionSearch:
                 continue
             later, earlier = probe["id"][rows + a], piece["id"][earlier_pos]
             self.stats["candidate_pairs"] += later.size
-            code = np.unique(later * base + earlier)  # a pair may share several pieces
+            code = distinct(later * base + earlier)  # a pair may share several pieces
             later, earlier = code // base, code % base
             self.stats["checked_pairs"] += later.size
-            text = c.key_texts(np.r_[later, earlier])
-            ok = within_edits(s, [text[i] for i in later.tolist()], [text[i] for i in earlier.tolist()])
+            ids = distinct(np.r_[later, earlier])
+            text = np.array(c.key_texts(ids), dtype=object)
+            ok = within_edits(s, text[np.searchsorted(ids, later)].tolist(), text[np.searchsorted(ids, earlier)].tolist(),
+                              np.maximum(c.length[later], c.length[earlier]))
             later_out.append(later[ok])
             earlier_out.append(earlier[ok])
         return self._out(later_out, earlier_out)

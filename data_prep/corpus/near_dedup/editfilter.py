@@ -1,11 +1,12 @@
 """The candidate filter of short keys: every pair of keys within E = `short_edits` character edits
 shares a piece (the partition filter of Pass-Join, Li et al., VLDB 2011).
 
-An indexed key of length l is cut into E+1 pieces. If a later key of length L is within E edits of
-it, at least one piece is untouched by the edits and occurs in the later key, shifted by d, where
+An indexed key of length l is cut into E+1 pieces, E the most edits any key is allowed against it
+(settings.allowed_edits of the longer key, at most short_edits). If a later key of length L is within
+E edits of it, at least one piece is untouched by the edits and occurs in the later key, shifted by d, where
 |d| + |L - l - d| <= E (the edits before the piece shift it by d, the ones after it make up the rest
 of the length difference). So the later key probes, for every length l within E of its own, every
-piece position of l shifted by each such d: about 40 probes per key at E = 2, whatever the corpus.
+piece position of l shifted by each such d: about 30 probes per key at E = 2, whatever the corpus.
 A probe equals a piece only when the characters, the indexed length and the piece number agree:
 all three go into its hash. Unlike n-gram LSH this misses no pair within reach, however short; the
 edit distance itself is then computed on the candidates (rapidfuzz, see rules.py).
@@ -81,20 +82,25 @@ class _Table:
 
 class EditFilter:
     def __init__(self, settings: DedupSettings):
-        e, lo, hi = settings.short_edits, settings.short_min, settings.short_chars
+        lo, hi = settings.short_min, settings.short_chars
         self.indexed = (lo, hi)  # key lengths that are indexed by their pieces
-        index_rows = {l: [(s, n, _tag(l, i)) for i, (s, n) in enumerate(pieces(l, e))] for l in range(lo, hi + 1)}
+        # Pieces per indexed length l: one more than the most edits any key within reach of l is allowed
+        # (1 below 8 characters at the defaults: halves, not thirds, so no piece is a single character).
+        reach = {l: max((a for L in range(1, hi + settings.short_edits + 1)
+                         for a in [int(settings.allowed_edits(max(L, l)))] if abs(L - l) <= a), default=0)
+                 for l in range(lo, hi + 1)}
+        self.edits = {l: e for l, e in reach.items() if e > 0}
+        index_rows = {l: [(s, n, _tag(l, i)) for i, (s, n) in enumerate(pieces(l, e))] for l, e in self.edits.items()}
         probe_rows: dict[int, list[tuple[int, int, int]]] = {}
-        for L in range(max(1, lo - e), hi + e + 1):
-            rows = probe_rows.setdefault(L, [])
-            for l in range(max(lo, L - e), min(hi, L + e) + 1):
+        for l, e in self.edits.items():
+            for L in range(max(1, l - e), l + e + 1):
                 delta = L - l
                 for i, (s, n) in enumerate(pieces(l, e)):
                     for d in range(-e, e + 1):
                         q = s + d
                         if abs(d) + abs(delta - d) <= e and 0 <= q <= L - n:
-                            rows.append((q, n, _tag(l, i)))
-        top = hi + e if hi >= lo else 0
+                            probe_rows.setdefault(L, []).append((q, n, _tag(l, i)))
+        top = hi + settings.short_edits if hi >= lo else 0
         self.index_table = _Table.build(index_rows, top)
         self.probe_table = _Table.build(probe_rows, top)
 

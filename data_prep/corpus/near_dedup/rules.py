@@ -26,8 +26,8 @@ _CHARS_PER_EDIT = 20  # the max_edits allowance grows by one edit per this many 
 # name swapped, a clause appended) for copies, 0.25 fewer of both; 0.35 is the compromise.
 _EDIT_SLACK = 0.35
 # Most LSH candidates are far below the bar (templated reviews share phrases): a first look at
-# _HEAD hashes drops those more than _HEAD_MARGIN under it (3.4 sigma at J=0.6) before the full compare.
-_HEAD, _HEAD_MARGIN = 32, 0.3
+# HEAD hashes drops those more than _HEAD_MARGIN under it (3.4 sigma at J=0.6) before the full compare.
+HEAD, _HEAD_MARGIN = 32, 0.3
 
 
 def jaccard_needed(settings: DedupSettings, lengths: np.ndarray) -> np.ndarray:
@@ -40,22 +40,29 @@ def jaccard_needed(settings: DedupSettings, lengths: np.ndarray) -> np.ndarray:
     return np.where((edits > 0) & (lengths >= s.min_chars), np.minimum(s.threshold, by_edits), s.threshold)
 
 
+def near_at_head(a: np.ndarray, b: np.ndarray, need: np.ndarray) -> np.ndarray:
+    """Row-wise first look at the leading HEAD hashes of signature pairs: within reach of the bar?"""
+    return (a[:, :HEAD] == b[:, :HEAD]).mean(axis=1) >= need - _HEAD_MARGIN
+
+
 def similar(a: np.ndarray, b: np.ndarray, need: np.ndarray) -> np.ndarray:
     """Row-wise check of signature pairs: the head estimate within reach, the full one at the bar."""
-    head = min(_HEAD, a.shape[1])
-    near = (a[:, :head] == b[:, :head]).mean(axis=1) >= need - _HEAD_MARGIN
+    near = near_at_head(a, b, need)
     out = np.zeros(a.shape[0], dtype=bool)
     if near.any():
         out[near] = (a[near] == b[near]).mean(axis=1) >= need[near]
     return out
 
 
-def within_edits(settings: DedupSettings, later: list[str], earlier: list[str]) -> np.ndarray:
-    """Row-wise: are the keys within the edits their lengths allow (rapidfuzz, in C)?"""
+def within_edits(settings: DedupSettings, later: list[str], earlier: list[str],
+                 longer: np.ndarray | None = None) -> np.ndarray:
+    """Row-wise: are the keys within the edits their lengths allow (rapidfuzz, in C)? `longer`: the
+    longer key's length per row, if the caller has it."""
     if not later:
         return np.zeros(0, dtype=bool)
     dist = cpdist(later, earlier, scorer=Levenshtein.distance, score_cutoff=settings.short_edits,
                   dtype=np.int32, workers=1)
-    longer = np.maximum(np.fromiter(map(len, later), np.int64, len(later)),
-                        np.fromiter(map(len, earlier), np.int64, len(earlier)))
+    if longer is None:
+        longer = np.maximum(np.fromiter(map(len, later), np.int64, len(later)),
+                            np.fromiter(map(len, earlier), np.int64, len(earlier)))
     return dist <= settings.allowed_edits(longer)

@@ -23,7 +23,7 @@ import numpy as np
 from datatrove.data import Document, DocumentsPipeline
 
 from data_prep.corpus import records as R
-from data_prep.corpus.near_dedup.candidates import Corpus, PartitionSearch
+from data_prep.corpus.near_dedup.candidates import Corpus, PartitionSearch, distinct
 from data_prep.corpus.near_dedup.editfilter import EditFilter
 from data_prep.corpus.near_dedup.minhash import MinHasher
 from data_prep.corpus.near_dedup.settings import DedupSettings
@@ -163,11 +163,12 @@ class NearDedup(CorpusStep):
             raise ValueError(f"near-dup candidates missing ({', '.join(missing[:3])}): the near pass "
                              f"(NearDedupCandidates, data.dedup.buckets={self.settings.buckets} tasks) must run "
                              f"between the split and merge passes")
-        pairs = np.concatenate([np.load(p) for p in paths[:-1]])
-        pairs = np.unique(pairs, axis=0) if pairs.size else pairs.reshape(0, 2)  # sorted by later, then earlier
+        pairs = np.concatenate([np.load(p) for p in paths[:-1]]).reshape(-1, 2)
+        pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]  # by later, then earlier; a pair found twice once
+        pairs = pairs[np.r_[True, (pairs[1:] != pairs[:-1]).any(axis=1)]] if pairs.size else pairs
         links = np.load(paths[-1])
         links = links[np.argsort(links[:, 0])] if links.size else links.reshape(0, 2)
-        referenced = np.unique(np.r_[pairs[:, 1], links[:, 1]])
+        referenced = distinct(np.r_[pairs[:, 1], links[:, 1]])
         self.stat_update("checked_pairs_loaded", value=int(pairs.shape[0]))
         return pairs, links, referenced
 
