@@ -204,6 +204,25 @@ def test_five_thousand_real_short_reviews_through_the_stage(tmp_path):
     assert set(report.peak_rss_mb) == {"split", "near", "merge"} and report.peak_rss_mb["near"] > 0
 
 
+def test_every_duplicate_names_a_kept_document_exact_copies_too(tmp_path):
+    """An exact copy of a text that near-dedup rejected names the kept document, as duplicate_near;
+    an exact copy of the kept text is duplicate_exact; key-less texts are left to exact dedup."""
+    from data_prep.corpus import pipeline as P
+    from data_prep.corpus.readers import describe_inputs
+
+    texts = ["배송 빠르고 좋아요", "배송빠르고 좋아요!!", "배송빠르고 좋아요!!", "배송 빠르고 좋아요", "ㅋㅋㅋ", "ㅋㅋㅋ"]
+    f = tmp_path / "r.jsonl"
+    f.write_text("".join(json.dumps({"id": f"d{i}", "text": t}, ensure_ascii=False) + "\n"
+                         for i, t in enumerate(texts)), encoding="utf-8")
+    P.prepare_corpus(describe_inputs([f]), tmp_path / "out", P.CorpusSettings(min_chars=1, dedup=DedupSettings()))
+    import gzip
+    rows = [json.loads(line) for p in sorted((tmp_path / "out" / "rejected").glob("*.gz"))
+            for line in gzip.open(p, "rt", encoding="utf-8")]
+    got = {r["id"]: (r["reason"], r["duplicate_of"]) for r in rows}
+    assert got == {"d1": ("duplicate_near", "d0"), "d2": ("duplicate_near", "d0"), "d3": ("duplicate_exact", "d0"),
+                   "d5": ("duplicate_exact", "d4")}
+
+
 # ---- the passes against the rule spelled out -------------------------------------------------------
 
 def reference(texts: list[str], s: DedupSettings) -> dict[str, str | None]:

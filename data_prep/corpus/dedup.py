@@ -3,7 +3,8 @@
 Every length counts, short texts included (datatrove's MinHash gives short documents
 no signature, so it cannot stand in here). The first occurrence by (input file
 order, line) is kept, so the result does not depend on how files were split across
-tasks. Near-duplicates are a separate, later step.
+tasks. With near-dedup on, it runs after it: near-dedup already rejects exact copies of the
+documents it keeps (as duplicate_exact), so this step sees the texts it has no key for.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from datatrove.data import Document, DocumentsPipeline
 
 from data_prep.corpus import records as R
-from data_prep.corpus.near_dedup.textkey import batches
+from data_prep.corpus.near_dedup.textkey import batches, keys
 from data_prep.corpus.step import CorpusStep
 
 
@@ -68,16 +69,18 @@ class ExactDedup(CorpusStep):
 
     Must see the whole corpus in order, hence a single task after the merge. The digests of
     kept documents live in memory, or with `on_disk` in `<state_dir>/exact_dedup.sqlite`.
+    With `empty_keys_only` (near-dedup ran before it and took every copy of a text that has a key)
+    it looks only at texts without a key (punctuation, emoticons): its memory then stays small.
     """
 
     type = "🫂 - DEDUP"
     name = "exact (sha256 of NFC text)"
 
-    def __init__(self, state_dir: str | Path | None = None, on_disk: bool = False):
+    def __init__(self, state_dir: str | Path | None = None, on_disk: bool = False, empty_keys_only: bool = False):
         super().__init__()
         if on_disk and state_dir is None:
             raise ValueError("data.dedup.on_disk needs a state_dir for ExactDedup")
-        self.state_dir, self.on_disk = state_dir, on_disk
+        self.state_dir, self.on_disk, self.empty_keys_only = state_dir, on_disk, empty_keys_only
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if world_size != 1:
@@ -92,7 +95,11 @@ class ExactDedup(CorpusStep):
             seen.close()
 
     def _decide(self, batch: list[Document], seen) -> None:
-        todo = [(bytes.fromhex(d.metadata[R.SHA256]), d) for d in batch if not R.is_rejected(d)]
+        docs = [d for d in batch if not R.is_rejected(d)]
+        if self.empty_keys_only and docs:
+            empty = keys([d.text for d in docs]).lengths == 0
+            docs = [d for d, e in zip(docs, empty.tolist()) if e]
+        todo = [(bytes.fromhex(d.metadata[R.SHA256]), d) for d in docs]
         earlier = seen.lookup([digest for digest, _ in todo])
         kept: dict[bytes, tuple[str, str]] = {}
         for digest, doc in todo:

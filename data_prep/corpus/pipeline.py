@@ -5,8 +5,8 @@
        -> near-dup keys (work/near/) -> work/<task>.jsonl
   2. near (data.dedup.buckets tasks, only with near-dedup): candidate pairs per hash partition,
        checked by the similarity rules -> work/near/pairs/
-  3. merge (one task): k-way merge into corpus order -> exact dedup -> near dedup
-       -> clean/ + rejected/
+  3. merge (one task): k-way merge into corpus order -> near dedup (exact copies of what it keeps
+       too) -> exact dedup (the rest: texts with an empty key, or near-dedup off) -> clean/ + rejected/
 
 PII runs before any filter so that rejected/ holds no personal data either. The
 dedup decisions need the whole corpus in a fixed order to keep "the first"
@@ -122,8 +122,10 @@ def near_steps(settings: CorpusSettings, out_dir: Path) -> list[PipelineStep]:
 def merge_steps(settings: CorpusSettings, out_dir: Path, writer: SplitWriter) -> list[PipelineStep]:
     steps: list[PipelineStep | None] = [
         MergeTaskFiles(str(out_dir / WORK)),
-        ExactDedup(str(out_dir / STATE), settings.dedup.on_disk) if settings.dedup.exact else None,
+        # near first: an exact copy of a document that near-dedup rejects must name the kept one
         NearDedup(settings.dedup, out_dir / WORK / NEAR) if settings.dedup.near else None,
+        ExactDedup(str(out_dir / STATE), settings.dedup.on_disk, empty_keys_only=settings.dedup.near)
+        if settings.dedup.exact else None,
         writer,
         PeakMemory(),
     ]

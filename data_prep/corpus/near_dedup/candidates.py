@@ -33,6 +33,7 @@ class Corpus:
         meta = np.concatenate(metas) if metas else np.empty(0, META)
         n = self.n = meta.size
         self.order, self.length, self.key_at = meta["order"], meta["length"].astype(np.int64), meta["key_at"]
+        self.chars = meta["chars"]
         self.rank = np.empty(n, np.int64)
         self.rank[np.argsort(self.order, kind="stable")] = np.arange(n)
         by = np.lexsort((self.rank, meta["keyhash"]))
@@ -150,11 +151,12 @@ class PartitionSearch:
             near = near_at_head(c.signatures(later, HEAD), c.signatures(earlier, HEAD), need)  # most fail here
             later, earlier, band, need = later[near], earlier[near], band[near], need[near]
             sl, se = c.signatures(later), c.signatures(earlier)
-            shared = (sl == se).reshape(later.size, s.bands, s.rows).all(axis=2)
-            mine = shared.argmax(axis=1) == band  # a pair sharing several bands: checked in its first one only
-            later, earlier, sl, se, need = later[mine], earlier[mine], sl[mine], se[mine], need[mine]
-            self.stats["checked_pairs"] += later.size
             ok = similar(sl, se, need)
+            # a pair sharing several bands is found in each: it counts in its first shared band only
+            eq = sl[ok] == se[ok]
+            mine = eq.reshape(eq.shape[0], s.bands, s.rows).all(axis=2).argmax(axis=1) == band[ok]
+            self.stats["checked_pairs"] += later.size
+            ok[ok] = mine
             later_out.append(later[ok])
             earlier_out.append(earlier[ok])
         return self._out(later_out, earlier_out)
@@ -189,6 +191,9 @@ class PartitionSearch:
             self.stats["candidate_pairs"] += later.size
             code = distinct(later * base + earlier)  # a pair may share several pieces
             later, earlier = code // base, code % base
+            allowed = s.allowed_edits(np.maximum(c.length[later], c.length[earlier]))
+            near = np.bitwise_count(c.chars[later] ^ c.chars[earlier]) <= 2 * allowed  # most fail this cheap bound
+            later, earlier = later[near], earlier[near]
             self.stats["checked_pairs"] += later.size
             ids = distinct(np.r_[later, earlier])
             text = np.array(c.key_texts(ids), dtype=object)

@@ -40,9 +40,13 @@ def jaccard_needed(settings: DedupSettings, lengths: np.ndarray) -> np.ndarray:
     return np.where((edits > 0) & (lengths >= s.min_chars), np.minimum(s.threshold, by_edits), s.threshold)
 
 
+def _share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.count_nonzero(a == b, axis=1) / a.shape[1]
+
+
 def near_at_head(a: np.ndarray, b: np.ndarray, need: np.ndarray) -> np.ndarray:
     """Row-wise first look at the leading HEAD hashes of signature pairs: within reach of the bar?"""
-    return (a[:, :HEAD] == b[:, :HEAD]).mean(axis=1) >= need - _HEAD_MARGIN
+    return _share(a[:, :HEAD], b[:, :HEAD]) >= need - _HEAD_MARGIN
 
 
 def similar(a: np.ndarray, b: np.ndarray, need: np.ndarray) -> np.ndarray:
@@ -50,7 +54,7 @@ def similar(a: np.ndarray, b: np.ndarray, need: np.ndarray) -> np.ndarray:
     near = near_at_head(a, b, need)
     out = np.zeros(a.shape[0], dtype=bool)
     if near.any():
-        out[near] = (a[near] == b[near]).mean(axis=1) >= need[near]
+        out[near] = _share(a[near], b[near]) >= need[near]
     return out
 
 

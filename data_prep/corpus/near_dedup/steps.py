@@ -6,12 +6,14 @@
 - NearDedupCandidates (near pass, `data.dedup.buckets` tasks, parallel, on Slurm an array job):
   each task takes its share of the partitions and writes the candidate pairs that pass the
   similarity rules (candidates.py). Memory: ~40 bytes per document plus one partition.
-- NearDedup (merge pass, one task, after ExactDedup): the only serial part. In corpus order a
+- NearDedup (merge pass, one task, before ExactDedup): the only serial part. In corpus order a
   document is a `duplicate_near` of the earliest *kept* document among its checked pairs; a
   document whose whole key an earlier one has follows that one (a duplicate of it if it was kept,
-  else of the same document it was a duplicate of). The first kept document of a cluster stays,
-  whatever the number of tasks, buckets or partitions. Memory: 16 bytes per checked pair and
-  a reference for each document some later one was paired with.
+  else of the same document it was a duplicate of), as `duplicate_exact` when its text is the
+  kept one's. So every duplicate names a kept document, exact copies included (ExactDedup, after
+  it, sees only what near-dedup left: texts with an empty key). The first kept document of a
+  cluster stays, whatever the number of tasks, buckets or partitions. Memory: 16 bytes per
+  checked pair and a reference for each document some later one was paired with.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class NearDedupSignature(CorpusStep):
         meta["keyhash"] = hasher.whole(rows)
         meta["length"] = length
         meta["key_at"] = files.key_chars + np.cumsum(key_len) - key_len
+        meta["chars"] = hasher.char_sets(rows)
         keep_cp = np.zeros(len(todo), dtype=bool)
         keep_cp[rows[editable]] = True
         signed = length >= s.min_chars
@@ -145,7 +148,8 @@ class NearDedupCandidates(CorpusStep):
 
 
 class NearDedup(CorpusStep):
-    """Merge pass, one task, after ExactDedup: rejects later near-duplicates of kept documents."""
+    """Merge pass, one task, before ExactDedup: rejects later near-duplicates (and exact copies) of kept
+    documents."""
 
     type = "🫂 - DEDUP"
     name = "near (first kept in corpus order)"
@@ -176,9 +180,9 @@ class NearDedup(CorpusStep):
         if world_size != 1:
             raise ValueError(f"{self.name} must see the whole corpus: run it as a single task, got {world_size}")
         pairs, links, referenced = self._load()
-        # order -> (kept, id, location of the kept document it stands for): only for documents some
-        # later one was paired or linked with
-        status: dict[int, tuple[bool, str, str]] = {}
+        # order -> (kept, id, location, sha256 of the kept document it stands for): only for documents
+        # some later one was paired or linked with
+        status: dict[int, tuple] = {}
         for batch in batches(data):
             with self.track_time():
                 self._decide(batch, pairs, links, referenced, status)
@@ -206,12 +210,16 @@ class NearDedup(CorpusStep):
                     if st[0]:
                         target = st[1:]
                         break
+            sha = doc.metadata.get(R.SHA256)
             if target is not None:
-                R.reject(doc, R.DUPLICATE_NEAR, None)
-                doc.metadata[R.DUPLICATE_OF], doc.metadata[R.DUPLICATE_OF_LOCATION] = target
-                self.stat_update("duplicates")
+                # the same text as the kept document (only ever with the same key): an exact copy of it
+                exact = sha is not None and sha == target[2]
+                R.reject(doc, R.DUPLICATE_EXACT if exact else R.DUPLICATE_NEAR, None)
+                doc.metadata[R.DUPLICATE_OF], doc.metadata[R.DUPLICATE_OF_LOCATION] = target[:2]
+                self.stat_update("exact_copies" if exact else "duplicates")
             if is_ref[j]:
-                status[int(order[j])] = (True, doc.id, R.location(doc.metadata)) if target is None else (False, *target)
+                status[int(order[j])] = (True, doc.id, R.location(doc.metadata), sha) if target is None \
+                    else (False, *target)
 
     @staticmethod
     def _status(status: dict, order, doc: Document) -> tuple[bool, str, str]:

@@ -145,6 +145,17 @@ class WindowHasher:
         h = (self.prefix[start + length] - self.prefix[start]) * self.inv[start]
         return _mix(h + U64(length * _SALT % (1 << 64))), start
 
+    def char_sets(self, texts: np.ndarray) -> np.ndarray:
+        """uint64 per listed text: bit (hash of c) % 64 set for every character c of its key. An edit
+        changes at most two bits, so popcount(a ^ b) / 2 bounds the edit distance from below."""
+        k = self.k
+        bits = U64(1) << (_mix(k.cp) & U64(63))
+        out = np.zeros(k.lengths.size, dtype=U64)
+        has = k.lengths > 0
+        if has.any():
+            out[has] = np.bitwise_or.reduceat(bits, k.starts[has]) if bits.size else 0
+        return out[texts]
+
     def spans(self, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Hashes of arbitrary windows cp[start:start+length] (same scheme as `windows`)."""
         h = (self.prefix[starts + lengths] - self.prefix[starts]) * self.inv[starts]

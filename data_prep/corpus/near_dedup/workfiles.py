@@ -1,7 +1,8 @@
 """The near-dedup work folder (`<stage>/work/near/`): what each pass leaves for the next.
 
 Split task t (one row per document with a non-empty key, in the task's corpus order):
-  meta/<t>.bin        META rows: corpus order, hash of the whole key, key length, offset of the key
+  meta/<t>.bin        META rows: corpus order, hash of the whole key, key length, offset of the key,
+                      the set of its characters (64 hashed buckets: a cheap bound on edit distance)
   sigs/<t>.bin        bands*rows uint16 per row (zeros for keys under min_chars: no signature)
   keys/<t>.bin        UTF-32 code points of the keys the edit rule may compare (<= short_chars + edits)
   <family>_<p>_<t>.bin  entries (hash key, row[, band]) of family band / piece / probe, hash partition p
@@ -9,7 +10,7 @@ Candidate task b (the "near" pass; partitions p with p % buckets == b):
   pairs/<b>.npy       (later, earlier) corpus orders of checked near-duplicate pairs
   links.npy           (later, first) corpus orders of documents whose key an earlier one has (task 0)
 
-Rows are 28 bytes of meta and 2*bands*rows of signature (348 bytes at 32x5); an entry is 12 bytes
+Rows are 36 bytes of meta and 2*bands*rows of signature (356 bytes at 32x5); an entry is 12 bytes
 (14 with its band), bands of them per signed document and about 40 per short key (probes). All of it is removed when
 the stage ends.
 """
@@ -23,7 +24,7 @@ import numpy as np
 from data_prep.corpus import records as R
 
 NEAR = "near"
-META = np.dtype([("order", "<u8"), ("keyhash", "<u8"), ("length", "<u4"), ("key_at", "<u8")])
+META = np.dtype([("order", "<u8"), ("keyhash", "<u8"), ("length", "<u4"), ("key_at", "<u8"), ("chars", "<u8")])
 ENTRY = np.dtype([("key", "<u8"), ("row", "<u4")])
 BAND_ENTRY = np.dtype([("key", "<u8"), ("row", "<u4"), ("band", "<u2")])  # the band: a pair is checked once
 FAMILIES = ("band", "piece", "probe")
