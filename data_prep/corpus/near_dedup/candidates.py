@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_prep.corpus.near_dedup.minhash import MinHasher
 from data_prep.corpus.near_dedup.rules import HEAD, jaccard_needed, near_at_head, similar, within_edits
 from data_prep.corpus.near_dedup.settings import DedupSettings
 from data_prep.corpus.near_dedup.workfiles import BAND_ENTRY, ENTRY, META, Folder
@@ -21,7 +20,7 @@ _PAIRS_PER_CHUNK = 1 << 18  # pairs checked at once: bounds the gathered signatu
 
 
 class Corpus:
-    """What every candidate task needs of all documents, ~40 bytes each in RAM: corpus order and rank,
+    """What every candidate task needs of all documents, ~60 bytes each in RAM: corpus order and rank,
     key length, the first document of the key class; signatures and keys are read through memory maps.
     A document's id here is its row over all split tasks' rows, task after task."""
 
@@ -126,7 +125,6 @@ class PartitionSearch:
 
     def __init__(self, corpus: Corpus, settings: DedupSettings):
         self.corpus, self.settings = corpus, settings
-        self.hasher = MinHasher(settings.ngram, settings.bands, settings.rows, settings.seed)
         self.stats = {"band_entries": 0, "edit_entries": 0, "candidate_pairs": 0, "checked_pairs": 0,
                       "similar_pairs": 0}
 

@@ -5,7 +5,7 @@
   by hash.
 - NearDedupCandidates (near pass, `data.dedup.buckets` tasks, parallel, on Slurm an array job):
   each task takes its share of the partitions and writes the candidate pairs that pass the
-  similarity rules (candidates.py). Memory: ~40 bytes per document plus one partition.
+  similarity rules (candidates.py). Memory: ~60 bytes per document plus one partition.
 - NearDedup (merge pass, one task, before ExactDedup): the only serial part. In corpus order a
   document is a `duplicate_near` of the earliest *kept* document among its checked pairs; a
   document whose whole key an earlier one has follows that one (a duplicate of it if it was kept,
