@@ -594,11 +594,12 @@ def main() -> None:
             r = _quiet_stage(args.out / "stage.log", *stage_args)
         res[label] = r
         rep = r["report"]
-        passes = ", ".join(f"{k} {v:.1f} s / {rep.peak_rss_mb.get(k, 0):,.0f} MB" for k, v in
+        passes = ", ".join(f"{k} {v:.1f} s / {rep.peak_rss_mb.get(k, 0):,.0f} / {rep.peak_anon_mb.get(k, 0):,.0f} MB"
+                           for k, v in
                            (("split", rep.split_seconds), ("near", rep.near_seconds), ("merge", rep.merge_seconds))
                            if k in rep.peak_rss_mb)
         print(f"{label:11s} {r['seconds']:8.1f} s  {n / r['seconds']:9,.0f} docs/s   [{r['steps']}; tasks {rep.tasks}, "
-              f"workers {rep.workers}; pass seconds / peak RSS: {passes}]")
+              f"workers {rep.workers}; pass seconds / peak RSS / peak anonymous memory: {passes}]")
         if near:
             nd = rep.near_dedup
             print(f"    near pass: {nd.get('documents', 0):,} keyed documents, {nd.get('band_entries', 0):,} band and "

@@ -202,6 +202,7 @@ def test_five_thousand_real_short_reviews_through_the_stage(tmp_path):
     assert report.docs_in == 5000 == report.docs_kept + report.docs_rejected
     assert report.rejected_by_reason["duplicate_near"] > 50 and report.near_dedup["similar_pairs"] > 0
     assert set(report.peak_rss_mb) == {"split", "near", "merge"} and report.peak_rss_mb["near"] > 0
+    assert 0 < report.peak_anon_mb["near"] <= report.peak_rss_mb["near"]
 
 
 def test_every_duplicate_names_a_kept_document_exact_copies_too(tmp_path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from data_prep.corpus import memory
 from data_prep.corpus.step import CorpusStep
 
 log = logging.getLogger("data_prep.corpus")
@@ -58,17 +58,23 @@ StepCounters = Dict[str, Dict[str, float]]  # step name -> counter -> total over
 
 
 class PeakMemory(CorpusStep):
-    """Last step of every pass: passes documents on, then records its task process's peak resident memory
-    (KiB; on Linux it includes what a forked worker shares with the process that started it)."""
+    """Last step of every pass: passes documents on, then records its task process's peak resident and
+    peak anonymous memory (KiB; see memory.py; on Linux a forked worker's RSS includes what it shares
+    with the process that started it)."""
 
     type = "📏 - MEASURE"
     name = "peak memory"
-    KEY = _MAX + "rss_kib"
+    KEY, ANON = _MAX + "rss_kib", _MAX + "anon_kib"
+    _EVERY = 4096  # documents between samples of the anonymous memory
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data is not None:
-            yield from data
-        self.stat_update(self.KEY, value=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+            for n, doc in enumerate(data, 1):
+                if n % self._EVERY == 0:
+                    memory.sample()
+                yield doc
+        self.stat_update(self.KEY, value=memory.peak_rss_kib())
+        self.stat_update(self.ANON, value=memory.peak_anon_kib())
 
 
 def read_stats(logs: Path) -> StepCounters:

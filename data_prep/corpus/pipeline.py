@@ -83,6 +83,7 @@ class CorpusReport:
     merge_seconds: float
     docs_per_sec: float
     peak_rss_mb: dict[str, float]  # per pass: the largest peak resident memory of one of its task processes
+    peak_anon_mb: dict[str, float]  # the same for anonymous memory (without memory-mapped work files)
     near_dedup: dict[str, int]  # the near pass's counters: documents, entries, candidate and similar pairs
     rejected_dir: str = field(default="")
 
@@ -187,6 +188,10 @@ def prepare_corpus(inputs: list[InputFile], out_dir: Path, settings: CorpusSetti
     return report
 
 
+def _peaks(passes: list[Pass], by_pass: dict[str, StepCounters], key: str) -> dict[str, float]:
+    return {p.name: round(_counters(by_pass[p.name], p.pipeline[-1]).get(key, 0) / 1024, 1) for p in passes}
+
+
 def _report(inputs: list[InputFile], settings: CorpusSettings, passes: list[Pass], by_pass: dict[str, StepCounters],
             writer: SplitWriter, tasks: int, seconds: dict[str, float], wall: float,
             weights: dict[str, float]) -> CorpusReport:
@@ -218,7 +223,6 @@ def _report(inputs: list[InputFile], settings: CorpusSettings, passes: list[Pass
         tasks=tasks, workers=min(settings.workers, tasks), executor=settings.executor,
         split_seconds=seconds.get("split", 0.0), near_seconds=seconds.get(NEAR, 0.0),
         merge_seconds=seconds.get("merge", 0.0), docs_per_sec=round(docs_in / max(wall, 1e-9), 1),
-        peak_rss_mb={p.name: round(_counters(by_pass[p.name], p.pipeline[-1]).get(PeakMemory.KEY, 0) / 1024, 1)
-                     for p in passes},
+        peak_rss_mb=_peaks(passes, by_pass, PeakMemory.KEY), peak_anon_mb=_peaks(passes, by_pass, PeakMemory.ANON),
         near_dedup=near,
     )

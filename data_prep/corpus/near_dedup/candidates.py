@@ -10,8 +10,11 @@ A pair that shares several bands is checked in the partition of its first shared
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
+from data_prep.corpus import memory
 from data_prep.corpus.near_dedup.rules import HEAD, jaccard_needed, near_at_head, similar, within_edits
 from data_prep.corpus.near_dedup.settings import DedupSettings
 from data_prep.corpus.near_dedup.workfiles import BAND_ENTRY, ENTRY, META, Folder
@@ -43,6 +46,13 @@ class Corpus:
         self.is_first = self.first == np.arange(n)
         self._sigs = [self._map(folder.sigs(t), np.uint16, (int(m.size), num_hashes)) for t, m in zip(self.tasks, metas)]
         self._keys = [self._map(folder.keys(t), np.uint32, None) for t in self.tasks]
+
+    def release(self) -> None:
+        """Drop the mapped pages from this process's resident set (they stay in the page cache): each
+        partition reads other rows, and the ones read before need not count as this task's memory."""
+        for m in self._sigs + self._keys:
+            if isinstance(m, np.memmap):
+                m._mmap.madvise(mmap.MADV_DONTNEED)
 
     @staticmethod
     def _map(path, dtype, shape):
@@ -157,6 +167,7 @@ class PartitionSearch:
             ok[ok] = mine
             later_out.append(later[ok])
             earlier_out.append(earlier[ok])
+            memory.sample()
         return self._out(later_out, earlier_out)
 
     def edit_pairs(self, part: int) -> tuple[np.ndarray, np.ndarray]:
@@ -199,6 +210,7 @@ class PartitionSearch:
                               np.maximum(c.length[later], c.length[earlier]))
             later_out.append(later[ok])
             earlier_out.append(earlier[ok])
+            memory.sample()
         return self._out(later_out, earlier_out)
 
     def _out(self, later: list[np.ndarray], earlier: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

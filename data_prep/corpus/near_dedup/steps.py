@@ -131,6 +131,7 @@ class NearDedupCandidates(CorpusStep):
                     a, b = fn(part)
                     later.append(a)
                     earlier.append(b)
+                corpus.release()
             a, b = np.concatenate(later), np.concatenate(earlier)
             pairs = np.stack([corpus.order[a], corpus.order[b]], axis=1) if a.size else np.empty((0, 2), np.uint64)
             folder.pairs(rank).parent.mkdir(parents=True, exist_ok=True)
