@@ -19,10 +19,12 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 from datatrove.data import Document, DocumentsPipeline
+from datatrove.utils.logging import logger
 
 from data_prep.corpus import records as R
 from data_prep.corpus.near_dedup.candidates import Corpus, PartitionSearch, distinct
@@ -126,12 +128,18 @@ class NearDedupCandidates(CorpusStep):
             corpus = Corpus(folder, s.bands * s.rows)
             search = PartitionSearch(corpus, s)
             later, earlier = [], []
-            for part in range(rank, s.partitions, world_size):
+            mine = range(rank, s.partitions, world_size)
+            started = time.monotonic()
+            for done, part in enumerate(mine, 1):
                 for fn in (search.band_pairs, search.edit_pairs):
                     a, b = fn(part)
                     later.append(a)
                     earlier.append(b)
                 corpus.release()
+                elapsed = time.monotonic() - started
+                logger.info(f"near task {rank}: partition {done}/{len(mine)}, {corpus.n:,} documents, "
+                            f"{search.stats['candidate_pairs']:,} candidate pairs, {search.stats['similar_pairs']:,} "
+                            f"similar, {elapsed:,.0f}s, ETA {elapsed / done * (len(mine) - done):,.0f}s")
             a, b = np.concatenate(later), np.concatenate(earlier)
             pairs = np.stack([corpus.order[a], corpus.order[b]], axis=1) if a.size else np.empty((0, 2), np.uint64)
             folder.pairs(rank).parent.mkdir(parents=True, exist_ok=True)
