@@ -96,6 +96,7 @@ def read_stats(logs: Path) -> StepCounters:
 def run_local(passes: list[Pass], logs: Path) -> list[StepCounters]:
     out = []
     for p in passes:
+        memory.reset()  # with one worker the tasks run in this process: each pass's peak on its own
         # fork: workers inherit the loaded modules, so whatever started us (the CLI, pytest) needs no
         # `if __name__ == "__main__"` guard; skip_completed=False: folders start empty, stale markers must not skip.
         LocalPipelineExecutor(p.pipeline, tasks=p.tasks, workers=min(p.workers, p.tasks), logging_dir=str(logs / p.name),

@@ -4,12 +4,11 @@ A task that reads memory-mapped work files (the near pass's signatures and keys)
 pages in its resident set; they are page cache, shared and dropped first under pressure, so
 the peak RSS overstates what the task needs. Anonymous memory (its own arrays and objects) is
 what it does need. The kernel keeps the peak of the first (VmHWM), not of the second: `sample`
-records it where the steps call it.
+records it where the steps call it. `reset` starts both peaks anew, so passes that run one after
+another in one process (one worker) are measured each on its own.
 """
 
 from __future__ import annotations
-
-import resource
 
 _peak_anon_kib = 0
 
@@ -39,4 +38,16 @@ def peak_anon_kib() -> int:
 
 
 def peak_rss_kib() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return _status_kib("VmHWM:")
+
+
+def reset() -> None:
+    """Peaks from now on: the kernel's high-water mark back to the current RSS (Linux: clear_refs 5)."""
+    global _peak_anon_kib
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        pass
+    _peak_anon_kib = 0
+    sample()
