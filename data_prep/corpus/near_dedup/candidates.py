@@ -181,7 +181,7 @@ class PartitionSearch:
         first = np.r_[True, pkey[1:] != pkey[:-1]]
         ukeys, ustart = pkey[first], np.flatnonzero(first)
         krank = np.cumsum(first) - 1
-        probe = probe[np.argsort(probe["key"])]  # sorted needles: searchsorted walks the keys once
+        probe = probe[np.argsort(probe["key"], kind="stable")]  # sorted needles: searchsorted walks the keys once
         qr = np.searchsorted(ukeys, probe["key"])
         hit = qr < ukeys.size
         hit[hit] = ukeys[qr[hit]] == probe["key"][hit]
