@@ -181,7 +181,9 @@ class PartitionSearch:
         first = np.r_[True, pkey[1:] != pkey[:-1]]
         ukeys, ustart = pkey[first], np.flatnonzero(first)
         krank = np.cumsum(first) - 1
-        probe = probe[np.argsort(probe["key"], kind="stable")]  # sorted needles: searchsorted walks the keys once
+        # sorted needles (searchsorted walks the keys once), in corpus order within a key: the same chunks
+        # and counters for any number of split tasks
+        probe = probe[np.lexsort((c.rank[probe["id"]], probe["key"]))]
         qr = np.searchsorted(ukeys, probe["key"])
         hit = qr < ukeys.size
         hit[hit] = ukeys[qr[hit]] == probe["key"][hit]
