@@ -69,8 +69,36 @@ def _app(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
+def _recipes() -> list[str]:
+    return sorted(p.stem for p in (REPO_ROOT / "recipes" / "recipe").glob("*.yaml"))
+
+
+def _usage() -> str:
+    return f"""{__doc__.strip()}
+
+Recipes here ({REPO_ROOT / 'recipes' / 'recipe'}): {', '.join(_recipes())}
+
+Keys used most (every key, its type and default: kgov-train recipe=X --cfg job):
+  run_dir=runs/<recipe>  stages=[data,tokenizer,shards,pretrain,sft,dpo,eval]  force=true  seed=42
+  nproc_per_node=N  nnodes=N  model=tiny|125m|1b|7b|13b  cluster=<profile>  deepspeed=zero1|zero2|zero3
+  data.inputs=[...]  data.dedup.near=true  data.pii.salt=${{oc.env:KGOV_PII_SALT}}
+  pretrain.max_steps=N  sft.data=[...]  dpo.data=[...]
+
+Hydra's own options: kgov-train recipe=X --hydra-help. The README has the rest."""
+
+
 def main() -> None:
     _setup()
+    args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        sys.exit(0)
+    # Hydra would fail with a traceback without a recipe: say it in one line, with the choices.
+    if args[0] != "plan" and not any(a.split("=", 1)[0].lstrip("+~") == "recipe" for a in args) \
+            and "--hydra-help" not in args:
+        print(f"kgov-train: recipe=<name> is required; recipes: {', '.join(_recipes())} "
+              f"(kgov-train --help)", file=sys.stderr)
+        sys.exit(2)
     # `plan` composes the recipe itself (kgov_train/planner/cli.py): no run, no stage validation, no recipe needed.
     if len(sys.argv) > 1 and sys.argv[1] == "plan":
         from kgov_train.planner.cli import main as plan_main

@@ -46,6 +46,16 @@ def test_semantic_errors_exit_2_listing_every_bad_key(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_help_and_a_missing_recipe_say_what_to_do_without_a_traceback():
+    for args in ([], ["--help"], ["-h"]):
+        res = kgov(*args)
+        assert res.returncode == 0 and "Traceback" not in res.stdout + res.stderr
+        assert all(w in res.stdout for w in ("kgov-train recipe=smoke", "submit", "plan", "smoke", "kgov_7b"))
+    res = kgov("stages=[data]")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "recipe=<name> is required" in res.stderr and "smoke" in res.stderr
+
+
 def test_print_composed_config():
     res = kgov("recipe=smoke", "pretrain.max_steps=7", "--cfg", "job")
     assert res.returncode == 0, res.stderr
