@@ -401,12 +401,6 @@ class CorpusReader(CorpusStep, BaseReader):
                 raise ValueError(f"{owner[name]} and {i.path} are both '{name}' (source '{i.source}'); "
                                  "rename a source so that no source name is another's name plus '/<folder>'")
 
-    @classmethod
-    def from_paths(cls, paths: Iterable[str | Path], source: str = "default", license: str = "unknown",
-                   text_key: str = "text", id_key: str = "id", encoding: str = "utf-8") -> "CorpusReader":
-        """All paths from one source, hashed here: describe_inputs + the constructor."""
-        return cls(describe_inputs(paths, source, license, text_key, id_key, encoding=encoding))
-
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         # first step by design: upstream documents would have no corpus position to merge on
         mine = range(rank, len(self.inputs), world_size)

@@ -65,8 +65,3 @@ def iter_documents(files: Iterable[Path]) -> Iterator[tuple[str, str]]:
     """(id, text) per document, in corpus order."""
     for doc_id, text, _ in iter_records(files):
         yield doc_id, text
-
-
-def iter_ids(files: Iterable[Path]) -> Iterator[str]:
-    for doc_id, _ in iter_documents(files):
-        yield doc_id

@@ -358,12 +358,6 @@ def _num(v: Any) -> Any:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def record_metrics(records: list, skipped: dict[str, int], trainer) -> dict[str, Any]:
-    """What became of a chat stage's data: records read, skipped by reason, examples trained on."""
-    return {"records": len(records), "skipped_records": sum(skipped.values()), "skipped_by_reason": skipped,
-            "train_examples": len(trainer.train_dataset)}
-
-
 def count_parameters(model) -> int:
     """All parameters, also when ZeRO-3 has already partitioned them (ds_numel)."""
     return int(sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters()))
