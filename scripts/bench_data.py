@@ -429,7 +429,7 @@ def score(rejects: dict[int, tuple[str, int | None]], texts: list[str], planted:
     dedup_reasons = {"duplicate_near", "duplicate_exact"}
     fam = planted.family
     per_kind = {k: [0, 0] for k in KINDS}  # kind -> [scored, caught]
-    out = {"not_scored": 0, "distinct": 0, "fp": 0, "exact_left": 0, "misses": {}}
+    out = {"not_scored": 0, "distinct": 0, "fp": 0, "exact_left": 0, "attributed": 0, "misses": {}}
     for orig, var, kind in planted.dups:
         if orig in rejects:  # the original itself went (a copy of another text, or filtered): not scored
             out["not_scored"] += 1
@@ -440,7 +440,7 @@ def score(rejects: dict[int, tuple[str, int | None]], texts: list[str], planted:
         hit = reason in dedup_reasons
         per_kind[kind][0] += 1
         per_kind[kind][1] += hit
-        out["attributed"] = out.get("attributed", 0) + (hit and fam[dup] == fam[var])
+        out["attributed"] += hit and fam[dup] == fam[var]
         if kind == "exact":
             out["exact_left"] += reason != "duplicate_exact"
         if not hit:
@@ -469,7 +469,7 @@ def print_score(s: dict, texts: list[str], n_base: int) -> None:
         f"{k} {r:.4f} ({c:,}/{n:,})" for k, (r, c, n) in s["per_kind"].items() if n))
     tp = sum(c for _, c, _ in s["per_kind"].values())
     print(f"    caught copies matched with their own original (or another copy of it): "
-          f"{s.get('attributed', 0) / max(1, tp):.4f}")
+          f"{s['attributed'] / max(1, tp):.4f}")
     print(f"    overall recall {s['recall']:.4f}; precision {s['precision']:.4f} ({s['fp']} of {s['distinct']:,} "
           f"look-alikes taken for copies); exact copies left {s['exact_left']}; originals not scored (the stage "
           f"took them for copies of other texts) {s['not_scored']:,}")

@@ -15,7 +15,7 @@ import mmap
 import numpy as np
 
 from data_prep.corpus import memory
-from data_prep.corpus.near_dedup.rules import HEAD, jaccard_needed, near_at_head, similar, within_edits
+from data_prep.corpus.near_dedup.rules import HEAD, jaccard_needed, near_at_head, share, within_edits
 from data_prep.corpus.near_dedup.settings import DedupSettings
 from data_prep.corpus.near_dedup.workfiles import BAND_ENTRY, ENTRY, META, Folder
 
@@ -159,7 +159,7 @@ class PartitionSearch:
             near = near_at_head(c.signatures(later, HEAD), c.signatures(earlier, HEAD), need)  # most fail here
             later, earlier, band, need = later[near], earlier[near], band[near], need[near]
             sl, se = c.signatures(later), c.signatures(earlier)
-            ok = similar(sl, se, need)
+            ok = share(sl, se) >= need  # the head was looked at above
             # a pair sharing several bands is found in each: it counts in its first shared band only
             eq = sl[ok] == se[ok]
             mine = eq.reshape(eq.shape[0], s.bands, s.rows).all(axis=2).argmax(axis=1) == band[ok]

@@ -100,7 +100,8 @@ class EditFilter:
                         q = s + d
                         if abs(d) + abs(delta - d) <= e and 0 <= q <= L - n:
                             probe_rows.setdefault(L, []).append((q, n, _tag(l, i)))
-        top = hi + settings.short_edits if hi >= lo else 0
+        top = hi + settings.short_edits if self.edits else 0
+        self.longest = top  # the longest key that can be within reach of an indexed one
         self.index_table = _Table.build(index_rows, top)
         self.probe_table = _Table.build(probe_rows, top)
 

@@ -40,13 +40,14 @@ def jaccard_needed(settings: DedupSettings, lengths: np.ndarray) -> np.ndarray:
     return np.where((edits > 0) & (lengths >= s.min_chars), np.minimum(s.threshold, by_edits), s.threshold)
 
 
-def _share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise share of equal hashes: the Jaccard estimate."""
     return np.count_nonzero(a == b, axis=1) / a.shape[1]
 
 
 def near_at_head(a: np.ndarray, b: np.ndarray, need: np.ndarray) -> np.ndarray:
     """Row-wise first look at the leading HEAD hashes of signature pairs: within reach of the bar?"""
-    return _share(a[:, :HEAD], b[:, :HEAD]) >= need - _HEAD_MARGIN
+    return share(a[:, :HEAD], b[:, :HEAD]) >= need - _HEAD_MARGIN
 
 
 def similar(a: np.ndarray, b: np.ndarray, need: np.ndarray) -> np.ndarray:
@@ -54,7 +55,7 @@ def similar(a: np.ndarray, b: np.ndarray, need: np.ndarray) -> np.ndarray:
     near = near_at_head(a, b, need)
     out = np.zeros(a.shape[0], dtype=bool)
     if near.any():
-        out[near] = _share(a[near], b[near]) >= need[near]
+        out[near] = share(a[near], b[near]) >= need[near]
     return out
 
 

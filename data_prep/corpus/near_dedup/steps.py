@@ -36,21 +36,24 @@ from data_prep.corpus.near_dedup.workfiles import META, Folder, SplitFiles, orde
 from data_prep.corpus.step import CorpusStep
 
 
-def _checked(settings: DedupSettings) -> DedupSettings:
-    settings.validate()
-    return settings
-
-
-class NearDedupSignature(CorpusStep):
-    """Split pass: the rows and partitioned keys of every document not yet rejected (workfiles.py)."""
+class _NearStep(CorpusStep):
+    """A step of near-dedup: checked settings and the work folder the passes share."""
 
     type = "🫂 - DEDUP"
-    name = "near-dup keys (MinHash bands, edit-filter pieces)"
 
     def __init__(self, settings: DedupSettings, work_dir: str | Path):
         super().__init__()
-        self.settings = _checked(settings)
-        self.work_dir = str(work_dir)
+        settings.validate()
+        self.settings, self.work_dir = settings, str(work_dir)
+
+
+class NearDedupSignature(_NearStep):
+    """Split pass: the rows and partitioned keys of every document not yet rejected (workfiles.py)."""
+
+    name = "near-dup keys (MinHash bands, edit-filter pieces)"
+
+    def __init__(self, settings: DedupSettings, work_dir: str | Path):
+        super().__init__(settings, work_dir)
         self.hasher = MinHasher(settings.ngram, settings.bands, settings.rows, settings.seed)
         self.filter = EditFilter(settings)
 
@@ -76,7 +79,7 @@ class NearDedupSignature(CorpusStep):
         if rows.size == 0:
             return
         length = lengths[rows]
-        editable = length <= (s.short_chars + s.short_edits if s.short_edits else 0)
+        editable = length <= self.filter.longest  # keys the edit rule may compare: kept for it
         key_len = np.where(editable, length, 0)
         meta = np.empty(rows.size, META)
         meta["order"] = [order_of(todo[i].metadata) for i in rows.tolist()]
@@ -108,16 +111,10 @@ class NearDedupSignature(CorpusStep):
         self.stat_update("edit_keys", value=int(editable.sum()))
 
 
-class NearDedupCandidates(CorpusStep):
+class NearDedupCandidates(_NearStep):
     """Near pass, task b of `buckets`: the checked pairs of partitions b, b+buckets, ... (candidates.py)."""
 
-    type = "🫂 - DEDUP"
     name = "near-dup candidates (band and edit-filter partitions)"
-
-    def __init__(self, settings: DedupSettings, work_dir: str | Path):
-        super().__init__()
-        self.settings = _checked(settings)
-        self.work_dir = str(work_dir)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         s = self.settings
@@ -156,19 +153,14 @@ class NearDedupCandidates(CorpusStep):
         yield  # a generator that yields nothing: the pass has no documents, only files
 
 
-class NearDedup(CorpusStep):
+class NearDedup(_NearStep):
     """Merge pass, one task, before ExactDedup: rejects later near-duplicates (and exact copies) of kept
     documents."""
 
-    type = "🫂 - DEDUP"
     name = "near (first kept in corpus order)"
 
-    def __init__(self, settings: DedupSettings, work_dir: str | Path):
-        super().__init__()
-        self.settings = _checked(settings)
-        self.work_dir = str(work_dir)
-
-    def _load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Checked pairs and same-key links, each sorted by the later document, and every earlier one."""
         folder = Folder(self.work_dir)
         paths = [folder.pairs(b) for b in range(self.settings.buckets)] + [folder.links()]
         missing = [str(p) for p in paths if not p.is_file()]

@@ -153,7 +153,7 @@ class WindowHasher:
         out = np.zeros(k.lengths.size, dtype=U64)
         has = k.lengths > 0
         if has.any():
-            out[has] = np.bitwise_or.reduceat(bits, k.starts[has]) if bits.size else 0
+            out[has] = np.bitwise_or.reduceat(bits, k.starts[has])
         return out[texts]
 
     def spans(self, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
