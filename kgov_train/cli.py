@@ -16,7 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from kgov_train import REPO_ROOT
+from kgov_train import assets
 from kgov_train.config.schema import register
 from kgov_train.config.validate import RecipeError, validate
 from kgov_train.launch import LaunchError, under_torchrun
@@ -34,11 +34,11 @@ def _setup() -> None:
     for k, v in OFFLINE_ENV.items():
         os.environ.setdefault(k, v)
     if not OmegaConf.has_resolver("kgov_root"):
-        OmegaConf.register_new_resolver("kgov_root", lambda: str(REPO_ROOT))
+        OmegaConf.register_new_resolver("kgov_root", lambda: str(assets.ROOT))
     register()
 
 
-@hydra.main(config_path=str(REPO_ROOT / "recipes"), config_name="config", version_base="1.3")
+@hydra.main(config_path=str(assets.RECIPES), config_name="config", version_base="1.3")
 def _app(cfg: DictConfig) -> None:
     from kgov_train import pipeline
 
@@ -70,13 +70,13 @@ def _app(cfg: DictConfig) -> None:
 
 
 def _recipes() -> list[str]:
-    return sorted(p.stem for p in (REPO_ROOT / "recipes" / "recipe").glob("*.yaml"))
+    return sorted(p.stem for p in (assets.RECIPES / "recipe").glob("*.yaml"))
 
 
 def _usage() -> str:
     return f"""{__doc__.strip()}
 
-Recipes here ({REPO_ROOT / 'recipes' / 'recipe'}): {', '.join(_recipes())}
+Recipes here ({assets.RECIPES / 'recipe'}): {', '.join(_recipes())}
 
 Keys used most (every key, its type and default: kgov-train recipe=X --cfg job):
   run_dir=runs/<recipe>  stages=[data,tokenizer,shards,pretrain,sft,dpo,eval]  force=true  seed=42

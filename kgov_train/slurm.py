@@ -16,12 +16,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from kgov_train import REPO_ROOT
+from kgov_train import assets
 from kgov_train.launch import child_overrides
 from kgov_train.pipeline import ordered
 
 log = logging.getLogger("kgov_train")
-TEMPLATES = REPO_ROOT / "slurm"
+TEMPLATES = assets.SLURM
 
 
 class SubmitError(RuntimeError):
@@ -62,7 +62,7 @@ def render(cfg: DictConfig, stage: str, distributed: bool, overrides: list[str])
     nproc = cfg.cluster.gpus_per_node or cfg.nproc_per_node
     head = [lines[0], f"# Rendered by `kgov-train submit` for stage '{stage}' of recipe '{cfg.recipe_name}'."]
     head += [f"#SBATCH {o}" for o in sbatch_options(cfg, stage, distributed)]
-    env = {"KGOV_REPO": str(REPO_ROOT), "KGOV_WORKDIR": str(Path.cwd()), "NPROC_PER_NODE": str(nproc),
+    env = {"KGOV_REPO": str(assets.ROOT), "KGOV_WORKDIR": str(Path.cwd()), "NPROC_PER_NODE": str(nproc),
            "MASTER_PORT": str(cfg.cluster.master_port),
            # where the job finds its stage's manifest to tell a preempted stage (requeue) from a failed one
            "KGOV_STAGE_DIR": str(Path(cfg.run_dir).resolve() / stage), "KGOV_MAX_REQUEUES": str(cfg.cluster.max_requeues),

@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Optional
 
+from kgov_train import assets
 from kgov_train.config.validate import RecipeError
 from kgov_train.planner.report import Settings, make_plan, render
 
@@ -81,9 +82,7 @@ def one_line(e: Exception) -> str:
 def compose_plan_config(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from kgov_train import REPO_ROOT
-
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "recipes"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(assets.RECIPES), version_base="1.3"):
         return compose("config", overrides=overrides)
 
 

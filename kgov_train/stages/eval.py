@@ -18,14 +18,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from kgov_train import REPO_ROOT
+from kgov_train import assets
 from kgov_train.manifest import Manifest, ManifestError
 from kgov_train.stages import StageContext, StageResult
 
 log = logging.getLogger("kgov_train")
 
 FINAL = "final"
-TASKS_DIR = REPO_ROOT / "examples" / "eval" / "tasks"
+TASKS_DIR = assets.EXAMPLES / "eval" / "tasks"
 OUTPUTS = ("report.md", "report.json", "generations.jsonl", "lm_eval_results.json")
 
 
