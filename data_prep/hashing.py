@@ -1,4 +1,5 @@
-"""sha256 of files, streamed: the one definition every stage and manifest uses."""
+"""The hashes every part of the pipeline shares: sha256 of files (streamed) for manifests, and the document-id hash
+that splits and samples documents (tokenizer sample, validation split) the same way everywhere."""
 
 from __future__ import annotations
 
@@ -12,3 +13,8 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def id_hash(doc_id: str) -> int:
+    """A document id's stable 64-bit hash: the same document is held out (or sampled) in every stage."""
+    return int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big")

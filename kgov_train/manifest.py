@@ -21,16 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.hashing import sha256_file
+from kgov_train.errors import ManifestError
+from kgov_train.run_folder import MANIFEST
 
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "Manifest", "ManifestError", "fingerprint", "hash_entries", "verify_outputs"]
 _PACKAGES = (
     "kgov-train", "torch", "deepspeed", "transformers", "trl", "peft", "accelerate",
     "datatrove", "sentencepiece", "tokenizers", "hydra-core", "omegaconf", "numpy",
 )
-
-
-class ManifestError(RuntimeError):
-    """An upstream artifact is missing, unfinished or not what its manifest sealed."""
 
 
 def list_files(path: Path) -> list[Path]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def render(cfg: DictConfig, stage: str, distributed: bool, overrides: list[str])
     nproc = cfg.cluster.gpus_per_node or cfg.nproc_per_node
     head = [lines[0], f"# Rendered by `kgov-train submit` for stage '{stage}' of recipe '{cfg.recipe_name}'."]
     head += [f"#SBATCH {o}" for o in sbatch_options(cfg, stage, distributed)]
-    env = {"KGOV_REPO": str(assets.ROOT), "KGOV_WORKDIR": str(Path.cwd()), "NPROC_PER_NODE": str(nproc),
+    # KGOV_VENV: the Python environment this submit runs in (a venv, a conda env, an editable checkout's .venv):
+    # the job activates it, so it runs the same kgov-train whether that is a wheel install or a checkout.
+    env = {"KGOV_VENV": sys.prefix, "KGOV_WORKDIR": str(Path.cwd()), "NPROC_PER_NODE": str(nproc),
            "MASTER_PORT": str(cfg.cluster.master_port),
            # where the job finds its stage's manifest to tell a preempted stage (requeue) from a failed one
            "KGOV_STAGE_DIR": str(Path(cfg.run_dir).resolve() / stage), "KGOV_MAX_REQUEUES": str(cfg.cluster.max_requeues),

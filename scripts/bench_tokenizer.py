@@ -199,7 +199,7 @@ def main() -> None:
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
 
-    from data_prep.shards.split import id_hash
+    from data_prep.hashing import id_hash
     from data_prep.tokenizer import report as RPT
     from data_prep.tokenizer.build import BuildSettings, build_tokenizer
 

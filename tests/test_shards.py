@@ -20,7 +20,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 from data_prep.shards import read as R
 from data_prep.shards.files import SplitWriter
-from data_prep.shards.split import id_hash, validation_cutoff
+from data_prep.hashing import id_hash
+from data_prep.shards.split import validation_cutoff
 from data_prep.shards.write import MixtureError, dtype_for, write_shards
 from data_prep.tokenizer import specials as S
 from data_prep.tokenizer.corpus import CorpusError

@@ -277,7 +277,7 @@ def test_sample_shares_follow_the_source_weights_and_hold_out_by_id():
     held = {d for docs_ in sampler.heldout.values() for d, _ in docs_}
     assert held and all(len(sampler.heldout[s]) * 80 <= 10_000 + 80 for s in sampler.heldout)
     # held out = a property of the id (its hash), whatever the order; those documents never train
-    from data_prep.shards.split import id_hash
+    from data_prep.hashing import id_hash
 
     tagged = [(d, f"{d} {t}", src) for d, t, src in docs]
     again = Sampler(rates, 0.05, 10_000)

@@ -33,7 +33,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from data_prep.hashing import sha256_file
-from data_prep.shards.split import SplitScan, id_hash
+from data_prep.hashing import id_hash
+from data_prep.shards.split import SplitScan
 from data_prep.tokenizer import specials as S
 from data_prep.tokenizer.corpus import CorpusError, parse_record
 

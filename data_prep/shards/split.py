@@ -15,16 +15,13 @@ batches in parallel.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from data_prep.hashing import id_hash
+
 _RANGE = 1 << 64
-
-
-def id_hash(doc_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big")
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from data_prep.shards.split import id_hash
+from data_prep.hashing import id_hash
 
 _RANGE = float(1 << 64)
 

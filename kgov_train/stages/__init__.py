@@ -1,52 +1,26 @@
 """The chain of stages, in order, and what each one depends on.
 
-Each stage module exposes `run(ctx) -> StageResult` and, when it reads files
-from outside the run folder, `external_inputs(cfg, name) -> list[Path]` (name: the
-stage's, which differs from the module's for named SFT stages), optionally with
-`input_labels(cfg, name) -> {path: {key: value}}`, extra keys for those files' manifest
-entries. Modules are imported only when their stage runs, so the data stages never import torch.
+Each stage module exposes `check(cfg, name) -> list[str]` (its recipe's problems, each naming the dotted key; the
+pipeline runs every selected stage's check before any work), `run(ctx) -> StageResult` and, when it reads files
+from outside the run folder, `external_inputs(cfg, name) -> list[Path]` (name: the stage's, which differs from the
+module's for named SFT stages), optionally with `input_labels(cfg, name) -> {path: {key: value}}`, extra keys for
+those files' manifest entries. A stage module imports torch only inside run(): checking a recipe and the data
+stages never load it.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig
 
 from kgov_train.config.sections import sft_stage_names
+from kgov_train.run_folder import CHAIN, NEEDS, TRAINING, StageContext, StageResult
 
-
-@dataclass
-class StageContext:
-    cfg: DictConfig
-    run_dir: Path
-    stage_dir: Path
-    upstream: dict[str, Path]  # stage name -> its sealed folder
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def name(self) -> str:
-        return self.stage_dir.name
-
-    @property
-    def base(self) -> Path:
-        """The model this training stage starts from: the final/ of the one stage it follows (sft, dpo)."""
-        (upstream,) = self.upstream.values()
-        return upstream / "final"
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-@dataclass
-class StageResult:
-    outputs: list[str]  # files or folders, relative to the stage folder, hashed into the manifest
-    metrics: dict[str, Any] = field(default_factory=dict)
+__all__ = ["STAGES", "Stage", "StageContext", "StageResult", "by_name", "chain", "selected"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +33,9 @@ class Stage:
 
     def load(self):
         return importlib.import_module(self.module)
+
+    def check(self, cfg: DictConfig) -> list[str]:
+        return self.load().check(cfg, self.name)
 
     def run(self, ctx: StageContext) -> StageResult:
         return self.load().run(ctx)
@@ -75,20 +52,14 @@ class Stage:
 
 _TRAIN_KEYS = ("deepspeed", "seed", "cluster.precision")
 
-STAGES: dict[str, Stage] = {
-    s.name: s
-    for s in [
-        Stage("data", (), ("data",), False, "kgov_train.stages.data"),
-        # data.sources: their weights shape the tokenizer's sample and the shards' mixture, not data/clean
-        Stage("tokenizer", ("data",), ("tokenizer", "data.sources", "seed"), False, "kgov_train.stages.tokenizer"),
-        Stage("shards", ("data", "tokenizer"), ("shards", "data.sources"), False, "kgov_train.stages.shards"),
-        Stage("pretrain", ("tokenizer", "shards"), ("pretrain", "model") + _TRAIN_KEYS, True, "kgov_train.stages.pretrain"),
-        Stage("sft", ("pretrain",), ("sft",) + _TRAIN_KEYS, True, "kgov_train.stages.sft"),
-        Stage("dpo", ("sft",), ("dpo",) + _TRAIN_KEYS, True, "kgov_train.stages.dpo"),
-        # The evaluated models' final/ folders (eval.model_stage, eval.stages) are its external inputs.
-        Stage("eval", ("shards",), ("eval", "pretrain.seq_len"), False, "kgov_train.stages.eval"),
-    ]
-}
+# What decides each stage's result (its manifest's config) beyond its own section.
+# data.sources: their weights shape the tokenizer's sample and the shards' mixture, not data/clean.
+# eval: the evaluated models' final/ folders (eval.model_stage, eval.stages) are its external inputs.
+_CONFIG_KEYS = {"data": ("data",), "tokenizer": ("tokenizer", "data.sources", "seed"),
+                "shards": ("shards", "data.sources"), "pretrain": ("pretrain", "model") + _TRAIN_KEYS,
+                "sft": ("sft",) + _TRAIN_KEYS, "dpo": ("dpo",) + _TRAIN_KEYS, "eval": ("eval", "pretrain.seq_len")}
+STAGES: dict[str, Stage] = {name: Stage(name, NEEDS[name], _CONFIG_KEYS[name], name in TRAINING,
+                                        f"kgov_train.stages.{name}") for name in CHAIN}
 
 
 def chain(cfg: DictConfig) -> list[Stage]:

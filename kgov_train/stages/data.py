@@ -13,16 +13,72 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from kgov_train.config.validate import RecipeError, source_files
+from data_prep.corpus import FORMATS, CorpusSettings, input_format, prepare_corpus
+from data_prep.corpus.readers import InputFile, encoding_problem, relative_path, source_roots
+from kgov_train.config.inputs import resolve_globs
+from kgov_train.errors import RecipeError
 from kgov_train.manifest import Manifest
-from kgov_train.stages import StageContext, StageResult
+from kgov_train.run_folder import StageContext, StageResult
 
 log = logging.getLogger("kgov_train")
 
 
-def external_inputs(cfg: DictConfig, name: str = "data") -> list[Path]:
-    from data_prep.corpus import FORMATS, input_format
+def source_files(cfg: DictConfig) -> list[tuple[DictConfig, list[Path]]]:
+    """Each corpus source with its resolved files: `data.sources`, or the one-source shorthand
+    (`data.inputs`, `data.source`, `data.license`). A file may belong to one source only."""
+    d = cfg.data
+    if d.sources and d.inputs:
+        raise RecipeError("data.inputs: set either data.sources or data.inputs (one-source shorthand), not both")
+    if not d.sources and not d.inputs:
+        raise RecipeError("data.inputs: empty; list the corpus files or globs (or use data.sources)")
+    sources = d.sources or [OmegaConf.create({"name": d.source, "inputs": list(d.inputs), "license": d.license,
+                                              "weight": 1.0, "text_key": None, "id_key": None,
+                                              "encoding": None})]
+    prefix = "data.sources[{}]" if d.sources else "data"
+    out, owner, names = [], {}, set()
+    for i, src in enumerate(sources):
+        key = prefix.format(i)
+        if src.name in names:
+            raise RecipeError(f"{key}.name: '{src.name}' names two sources")
+        names.add(src.name)
+        if d.sources and not src.inputs:
+            raise RecipeError(f"{key}.inputs: empty; list the source's files or globs")
+        if src.weight <= 0:
+            raise RecipeError(f"{key}.weight: must be > 0, got {src.weight}")
+        enc_key = f"{key}.encoding" if src.encoding else "data.encoding"
+        problem = encoding_problem(src.encoding or d.encoding)
+        if problem:  # here, not as a ValueError from the reader after the files were hashed
+            raise RecipeError(f"{enc_key}: {problem}")
+        files = resolve_globs(list(src.inputs), f"{key}.inputs")
+        for f in files:
+            if f in owner:
+                raise RecipeError(f"{key}.inputs: {f} also belongs to source '{owner[f]}'")
+            owner[f] = src.name
+        out.append((src, files))
+    return out
 
+
+def check(cfg: DictConfig, name: str = "data") -> list[str]:
+    errors = []
+    try:
+        source_files(cfg)
+    except RecipeError as e:
+        errors.append(str(e))
+    d = cfg.data
+    if d.min_chars < 0:
+        errors.append(f"data.min_chars: must be >= 0, got {d.min_chars}")
+    if d.max_chars <= d.min_chars:
+        errors.append("data.max_chars: must exceed data.min_chars")
+    for block in ("dedup", "pii"):  # the blocks' own checks, before any file is read
+        if d[block].get("enabled", True):
+            try:
+                OmegaConf.to_object(d[block]).validate()
+            except ValueError as e:
+                errors.append(str(e))
+    return errors
+
+
+def external_inputs(cfg: DictConfig, name: str = "data") -> list[Path]:
     files = [f for _, fs in source_files(cfg) for f in fs]
     unsupported = [str(f) for f in files if input_format(f) is None]
     if unsupported:
@@ -35,8 +91,6 @@ def external_inputs(cfg: DictConfig, name: str = "data") -> list[Path]:
 def input_labels(cfg: DictConfig, name: str = "data") -> dict[str, dict[str, str]]:
     """Per input path: the source and the `file` (path below the source's root) its records carry,
     added to the manifest's `inputs` next to the absolute path and sha256."""
-    from data_prep.corpus.readers import relative_path, source_roots
-
     inputs = corpus_inputs(cfg, {})
     roots = source_roots(inputs)
     return {i.path: {"source": i.source, "file": relative_path(i.path, roots[i.source])} for i in inputs}
@@ -46,8 +100,6 @@ def corpus_inputs(cfg: DictConfig, hashes: dict[str, str]) -> list:
     """Every input file as a reader InputFile, with its source's provenance and keys.
 
     `hashes` (path -> sha256, from this stage's manifest) spares the reader a second pass over the files."""
-    from data_prep.corpus.readers import InputFile
-
     d = cfg.data
     return [InputFile(str(f), src.name, src.license, src.text_key or d.text_key, src.id_key or d.id_key,
                       hashes.get(str(f), ""), encoding=src.encoding or d.encoding)
@@ -55,8 +107,6 @@ def corpus_inputs(cfg: DictConfig, hashes: dict[str, str]) -> list:
 
 
 def run(ctx: StageContext) -> StageResult:
-    from data_prep.corpus import CorpusSettings, prepare_corpus
-
     d = ctx.cfg.data
     settings = CorpusSettings(
         min_chars=d.min_chars, max_chars=d.max_chars, tasks=d.tasks, workers=d.workers, compression=d.compression,

@@ -9,10 +9,22 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from omegaconf import DictConfig
+
+from data_prep.shards.write import MixtureError, output_files, write_shards
 from kgov_train.manifest import MANIFEST, Manifest
-from kgov_train.stages import StageContext, StageResult
+from kgov_train.run_folder import StageContext, StageResult
 
 log = logging.getLogger("kgov_train")
+
+
+def check(cfg: DictConfig, name: str = "shards") -> list[str]:
+    s, errors = cfg.shards, []
+    if not 0 <= s.validation_fraction < 1:
+        errors.append("shards.validation_fraction: in [0, 1)")
+    if s.workers < 1:
+        errors.append(f"shards.workers: must be >= 1, got {s.workers}")
+    return errors
 
 
 def source_weights(data_dir: Path) -> dict[str, float] | None:
@@ -29,8 +41,6 @@ def source_weights(data_dir: Path) -> dict[str, float] | None:
 
 
 def run(ctx: StageContext) -> StageResult:
-    from data_prep.shards.write import MixtureError, output_files, write_shards
-
     s = ctx.cfg.shards
     data_dir = ctx.upstream["data"]
     weights = source_weights(data_dir)

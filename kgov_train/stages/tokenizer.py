@@ -6,13 +6,41 @@ local base tokenizer; either way scores it (and tokenizer.baseline) on held-out 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from data_prep.tokenizer.build import BuildSettings, build_tokenizer
+from data_prep.tokenizer.specials import user_defined
 from kgov_train.manifest import Manifest
-from kgov_train.stages import StageContext, StageResult
+from kgov_train.run_folder import StageContext, StageResult
+
+
+def check(cfg: DictConfig, name: str = "tokenizer") -> list[str]:
+    t, errors = cfg.tokenizer, []
+    if t.vocab_size < 300:
+        errors.append(f"tokenizer.vocab_size: at least 300 (256 byte pieces + specials), got {t.vocab_size}")
+    if not 0 < t.character_coverage <= 1:
+        errors.append("tokenizer.character_coverage: in (0, 1]")
+    if not 0 <= t.heldout_fraction < 1:
+        errors.append(f"tokenizer.heldout_fraction: in [0, 1), got {t.heldout_fraction}")
+    n = t.input_sentence_size
+    if not (n == 0 or n > 100):
+        errors.append(f"tokenizer.input_sentence_size: 0 (all) or more than 100 (sentencepiece's minimum), got {n}")
+    if t.sample_chars <= 0:
+        errors.append(f"tokenizer.sample_chars: must be > 0, got {t.sample_chars}")
+    try:
+        user_defined(list(t.user_defined_symbols))
+    except ValueError as e:
+        errors.append(str(e))
+    for key in ("extend_from", "baseline"):  # local folders only: nothing is fetched from a hub
+        folder = t[key]
+        if folder is not None and not (Path(folder) / "tokenizer.json").is_file():
+            errors.append(f"tokenizer.{key}: {folder} is not a local tokenizer folder (no tokenizer.json)")
+    return errors
 
 
 def run(ctx: StageContext) -> StageResult:
-    from data_prep.tokenizer.build import BuildSettings, build_tokenizer
-
     t = ctx.cfg.tokenizer
     settings = BuildSettings(
         model_type=t.model_type, vocab_size=t.vocab_size, character_coverage=t.character_coverage,
