@@ -11,28 +11,27 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from kgov_train import assets
+from kgov_train import assets, offline, pipeline
 from kgov_train.config.schema import register
-from kgov_train.config.validate import RecipeError, validate
-from kgov_train.launch import LaunchError, under_torchrun
-from kgov_train.manifest import ManifestError
+from kgov_train.errors import LaunchError, ManifestError, RecipeError, RunFolderBusy, StageFailed, SubmitError
+from kgov_train.launch import LOCK_ARG, PLANNED_ARG, under_torchrun
+from kgov_train.planner.cli import main as plan_main
+from kgov_train.slurm import submit
 
 log = logging.getLogger("kgov_train")
-_MODE = {"submit": False, "dry_run": False}
-
-# Air-gapped by default (망분리): nothing reaches a hub or an online tracker unless the user says so.
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-               "WANDB_MODE": "offline", "HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
+# How this process was started: `submit` [--dry-run], or a torchrun child with the plan its parent made.
+_MODE: dict = {"submit": False, "dry_run": False, "planned": None, "lock": None}
 
 
 def _setup() -> None:
-    for k, v in OFFLINE_ENV.items():
-        os.environ.setdefault(k, v)
+    # The process entry point: the only place that sets the process environment (air-gapped defaults).
+    offline.apply_defaults(os.environ)
     if not OmegaConf.has_resolver("kgov_root"):
         OmegaConf.register_new_resolver("kgov_root", lambda: str(assets.ROOT))
     register()
@@ -40,25 +39,19 @@ def _setup() -> None:
 
 @hydra.main(config_path=str(assets.RECIPES), config_name="config", version_base="1.3")
 def _app(cfg: DictConfig) -> None:
-    from kgov_train import pipeline
-
     overrides = list(HydraConfig.get().overrides.task)
     try:
-        validate(cfg)
+        pipeline.validate(cfg)
         if _MODE["submit"]:
-            from kgov_train.slurm import SubmitError, submit
-
-            try:
-                ids = submit(cfg, overrides, dry_run=_MODE["dry_run"])
-            except SubmitError as e:
-                raise pipeline.StageFailed(str(e)) from None
-            print(" ".join(ids))
+            print(" ".join(submit(cfg, overrides, dry_run=_MODE["dry_run"])))
         elif under_torchrun():
-            pipeline.run_distributed_stage(cfg)
+            # wandb's run files in the stage folder (a local parent set it already; a Slurm job did not)
+            offline.apply_defaults(os.environ, offline.tracker_env(Path(cfg.run_dir) / str(cfg.stages[0])))
+            pipeline.run_distributed_stage(cfg, planned=_MODE["planned"], lock_token=_MODE["lock"])
         else:
             done = pipeline.run_chain(cfg, overrides)
             log.info("done: %s", ", ".join(f"{m.stage} ({m.wall_seconds}s)" for m in done))
-    except (RecipeError, ManifestError, LaunchError, pipeline.StageFailed) as e:
+    except (RecipeError, ManifestError, LaunchError, StageFailed, SubmitError, RunFolderBusy) as e:
         # Expected failures get one clear message, not a traceback.
         log.error("%s", e)
         sys.exit(2 if isinstance(e, RecipeError) else 1)
@@ -69,8 +62,21 @@ def _app(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
+def _config_dir() -> str | None:
+    """A user's own recipe folder: Hydra's --config-dir/-cd DIR on the command line, else $KGOV_CONFIG_DIR."""
+    argv, found = sys.argv[1:], None
+    for i, a in enumerate(argv):
+        if a in ("--config-dir", "-cd") and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif a.startswith("--config-dir="):
+            found = a.split("=", 1)[1]
+    return found or os.environ.get("KGOV_CONFIG_DIR") or None
+
+
 def _recipes() -> list[str]:
-    return sorted(p.stem for p in (assets.RECIPES / "recipe").glob("*.yaml"))
+    # The shipped recipes, and those of the user's own folder (docs/recipes.md).
+    dirs = [assets.RECIPES] + ([Path(_config_dir()).expanduser()] if _config_dir() else [])
+    return sorted({p.stem for d in dirs for p in (d / "recipe").glob("*.yaml")})
 
 
 def _usage() -> str:
@@ -101,8 +107,6 @@ def main() -> None:
         sys.exit(2)
     # `plan` composes the recipe itself (kgov_train/planner/cli.py): no run, no stage validation, no recipe needed.
     if len(sys.argv) > 1 and sys.argv[1] == "plan":
-        from kgov_train.planner.cli import main as plan_main
-
         sys.exit(plan_main(sys.argv[2:]))
     # `submit` and `--dry-run` are ours, not Hydra's: take them off argv before Hydra parses it.
     if len(sys.argv) > 1 and sys.argv[1] == "submit":
@@ -111,6 +115,18 @@ def main() -> None:
         if "--dry-run" in sys.argv:
             _MODE["dry_run"] = True
             sys.argv.remove("--dry-run")
+    # A torchrun child of a local chain: the plan its parent made and its hold on the run folder (launch.torchrun_stage).
+    for key, prefix in (("planned", PLANNED_ARG), ("lock", LOCK_ARG)):
+        for a in [a for a in sys.argv[1:] if a.startswith(prefix)]:
+            _MODE[key] = a[len(prefix):]
+            sys.argv.remove(a)
+    # The user's recipe folder reaches the stages' own processes (torchrun children, Slurm jobs), whose
+    # arguments are the overrides only, as KGOV_CONFIG_DIR; each turns it back into --config-dir.
+    if _config_dir():
+        config_dir = os.path.abspath(os.path.expanduser(_config_dir()))
+        if not any(a in ("--config-dir", "-cd") or a.startswith("--config-dir=") for a in sys.argv[1:]):
+            sys.argv += ["--config-dir", config_dir]
+        os.environ["KGOV_CONFIG_DIR"] = config_dir
     _app()
 
 

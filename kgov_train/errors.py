@@ -26,6 +26,10 @@ class StageFailed(RuntimeError):
     """A stage ended in error; the message says which and where its traceback is."""
 
 
+class TrainDataError(ValueError):
+    """Training inputs that cannot be used (mismatched tokenizer, empty split, no valid record)."""
+
+
 class TrainingInterrupted(RuntimeError):
     """The stage stopped on purpose before max_steps: `reason` is preempted or rollback; a rerun resumes it."""
 

@@ -11,23 +11,29 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from omegaconf import DictConfig
 
+from kgov_train import offline
+from kgov_train.errors import LaunchError
+
 log = logging.getLogger("kgov_train")
 
-
-class LaunchError(RuntimeError):
-    pass
+# Our own arguments of a torchrun child, taken off argv by the CLI before Hydra parses the overrides.
+PLANNED_ARG = "--planned="  # the fingerprint of the plan the parent made (rank 0 takes it instead of re-hashing)
+LOCK_ARG = "--run-lock="  # the parent's hold on the run folder, which rank 0 joins (kgov_train.runlock)
 
 
 def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def stage_env(cfg: DictConfig) -> dict[str, str]:
+def stage_env(cfg: DictConfig, stage: str) -> dict[str, str]:
+    """The environment of a stage's torchrun: ours, the cluster profile's `env`, the offline defaults."""
     env = os.environ.copy()
     env.update({str(k): str(v) for k, v in cfg.cluster.env.items()})
+    offline.apply_defaults(env, offline.tracker_env(Path(cfg.run_dir) / stage))
     if cfg.cluster.device == "cpu":
         env.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed skips its GPU probe and the warning that comes with it
     # Leave one core's worth of threads per process instead of oversubscribing the CPU.
@@ -45,10 +51,7 @@ def child_overrides(overrides: list[str], stage: str, force: bool = False) -> li
     return kept + [f"stages=[{stage}]", f"force={str(force).lower()}"]
 
 
-PLANNED_ENV = "KGOV_PLANNED_FINGERPRINT"
-
-
-def torchrun_stage(cfg: DictConfig, stage: str, overrides: list[str], fingerprint: str) -> int:
+def torchrun_stage(cfg: DictConfig, stage: str, overrides: list[str], fingerprint: str, lock_token: str) -> int:
     """Run one training stage on this machine; returns torchrun's exit status.
 
     The parent has planned the stage already (hashed every upstream output, model weights
@@ -56,11 +59,12 @@ def torchrun_stage(cfg: DictConfig, stage: str, overrides: list[str], fingerprin
     if int(cfg.nnodes) > 1:
         raise LaunchError(
             f"nnodes={cfg.nnodes}: multi-node stages are launched by Slurm, one torchrun per node; "
-            "submit with slurm/submit.py (see README, 'Slurm')"
+            "submit them with `kgov-train submit` (see docs/operations.md)"
         )
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-        f"--nproc_per_node={cfg.nproc_per_node}", "-m", "kgov_train.cli", *child_overrides(overrides, stage),
+        f"--nproc_per_node={cfg.nproc_per_node}", "-m", "kgov_train.cli", f"{PLANNED_ARG}{fingerprint}", f"{LOCK_ARG}{lock_token}",
+        *child_overrides(overrides, stage),
     ]
     log.info("%s: %s", stage, " ".join(cmd[1:]))
-    return subprocess.call(cmd, env={**stage_env(cfg), PLANNED_ENV: fingerprint})
+    return subprocess.call(cmd, env=stage_env(cfg, stage))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.hashing import sha256_file
+from kgov_train import assets
 from kgov_train.errors import ManifestError
 from kgov_train.run_folder import MANIFEST
 
@@ -58,7 +59,11 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
-    repo = Path(__file__).resolve().parents[1]
+    """The commit of the source checkout kgov-train runs from; None for a wheel install (its site-packages may sit
+    inside some other repository, whose commit would be recorded)."""
+    repo = assets.SOURCE_ROOT
+    if assets.ROOT != repo or not (repo / ".git").exists():
+        return None
     try:
         out = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10

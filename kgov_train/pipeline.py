@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import time
 import traceback
@@ -20,16 +19,23 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kgov_train import launch
-from kgov_train.manifest import MANIFEST, Manifest, ManifestError, fingerprint, hash_entries, verify_outputs
-from kgov_train.train.interrupt import TrainingInterrupted
-from kgov_train.stages import Stage, StageContext, by_name, selected
+from kgov_train import launch, runlock
+from kgov_train.config.validate import raise_problems, recipe_problems
+from kgov_train.errors import ManifestError, RunFolderBusy, StageFailed, TrainingInterrupted
+from kgov_train.manifest import Manifest, fingerprint, hash_entries, verify_outputs
+from kgov_train.run_folder import MANIFEST, TRACEBACK, StageContext
+from kgov_train.stages import Stage, by_name, chain, selected
+from kgov_train.train.distributed import barrier, broadcast, init_distributed
 
 log = logging.getLogger("kgov_train")
 
 
-class StageFailed(RuntimeError):
-    pass
+def validate(cfg: DictConfig) -> None:
+    """Every check of the recipe, run-wide and of each selected stage, before any work; RecipeError lists them all."""
+    errors = recipe_problems(cfg, [s.name for s in chain(cfg)])
+    for stage in selected(cfg, list(cfg.stages)):  # the known ones: every bad key in one message
+        errors += stage.check(cfg)
+    raise_problems(errors)
 
 
 @dataclass
@@ -117,7 +123,7 @@ def execute(plan: Plan, cfg: DictConfig, rank: int = 0, world_size: int = 1) -> 
     except BaseException as e:
         if rank == 0:
             # The traceback is for developers; users get the one-line error and this file's path.
-            (plan.stage_dir / "traceback.txt").write_text(traceback.format_exc(), encoding="utf-8")
+            (plan.stage_dir / TRACEBACK).write_text(traceback.format_exc(), encoding="utf-8")
             m.error = f"{type(e).__name__}: {e}"
             m.finish("failed", started)
             m.save(plan.stage_dir)
@@ -130,14 +136,16 @@ def execute(plan: Plan, cfg: DictConfig, rank: int = 0, world_size: int = 1) -> 
     return m
 
 
-def ordered(cfg: DictConfig, stages: list[str]) -> list[Stage]:
-    """The named stages in chain order (`sft` names every SFT stage of the recipe)."""
-    return selected(cfg, stages)
-
-
 def run_chain(cfg: DictConfig, overrides: list[str]) -> list[Manifest]:
+    """Run the recipe's stages in order, holding the run folder for the whole chain (runlock): a second chain on
+    the same folder is refused at once, naming this one."""
+    with runlock.acquire(Path(cfg.run_dir)) as lock:
+        return _run_stages(cfg, overrides, lock.token)
+
+
+def _run_stages(cfg: DictConfig, overrides: list[str], lock_token: str) -> list[Manifest]:
     done = []
-    for stage in ordered(cfg, list(cfg.stages)):
+    for stage in selected(cfg, list(cfg.stages)):
         plan = plan_stage(cfg, stage, force=bool(cfg.force))
         if plan.skip:
             log.info("%s: complete with the same config and inputs, skipped (force=true reruns it)", stage.name)
@@ -146,7 +154,7 @@ def run_chain(cfg: DictConfig, overrides: list[str]) -> list[Manifest]:
         log.info("%s: running -> %s", stage.name, plan.stage_dir)
         t0 = time.time()
         if stage.distributed:
-            m = _run_training_stage(cfg, stage, plan, overrides)
+            m = _run_training_stage(cfg, stage, plan, overrides, lock_token)
         else:
             try:
                 m = execute(plan, cfg)
@@ -159,13 +167,13 @@ def run_chain(cfg: DictConfig, overrides: list[str]) -> list[Manifest]:
     return done
 
 
-def run_distributed_stage(cfg: DictConfig) -> None:
-    """Entry for each torchrun process: rank 0 plans and seals, every rank trains."""
+def run_distributed_stage(cfg: DictConfig, planned: str | None = None, lock_token: str | None = None) -> None:
+    """Entry for each torchrun process: rank 0 holds the run folder, plans and seals; every rank trains.
+
+    Started by a local chain, `planned` is the fingerprint of the plan it made (it hashed every input already) and
+    `lock_token` its hold on the run folder, which rank 0 joins. Started by Slurm (srun torchrun), rank 0 plans and
+    takes the run folder itself, for the job (a requeued job takes over from its own earlier run)."""
     import warnings
-
-    import torch.distributed as dist
-
-    from kgov_train.train.distributed import init_distributed
 
     # Libraries' deprecation notices about their own internals, repeated by every rank, bury the training log.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|transformers|trl|deepspeed|accelerate)\.")
@@ -175,34 +183,40 @@ def run_distributed_stage(cfg: DictConfig) -> None:
     stage = by_name(cfg, names[0]) if len(names) == 1 else None
     if stage is None or not stage.distributed:
         raise StageFailed(f"under torchrun, stages must name one training stage, got stages={names}")
-    box: list[Any] = [None]
+    decision: Any = None
+    lock = None
     if rank == 0:
         try:
-            planned = Manifest.load(Path(cfg.run_dir) / stage.name)
-            if planned and planned.status == "running" and planned.fingerprint == os.environ.get(launch.PLANNED_ENV):
-                box = [(False, planned)]  # planned by the local parent that started us
+            lock = runlock.acquire(Path(cfg.run_dir), inherit=lock_token)
+            m = Manifest.load(Path(cfg.run_dir) / stage.name)
+            if planned and m and m.status == "running" and m.fingerprint == planned:
+                decision = (False, m)  # planned by the local parent that started us
             else:
                 plan = plan_stage(cfg, stage, force=bool(cfg.force))
-                box = [(plan.skip, plan.manifest)]
-        except ManifestError as e:
-            box = [e]
-    dist.broadcast_object_list(box, src=0)
-    if isinstance(box[0], Exception):
-        raise box[0]
-    skip, manifest = box[0]
-    if skip:
-        if rank == 0:
-            log.info("%s: complete with the same config and inputs, skipped", stage.name)
-        return
-    execute(Plan(stage, Path(cfg.run_dir) / stage.name, manifest, skip=False), cfg, rank, world)
-    dist.barrier()
+                decision = (plan.skip, plan.manifest)
+        except (ManifestError, RunFolderBusy) as e:
+            decision = (type(e).__name__, str(e))  # as text: every rank raises the same plain error
+    decision = broadcast(decision)
+    if isinstance(decision[0], str):
+        raise (RunFolderBusy if decision[0] == "RunFolderBusy" else ManifestError)(decision[1])
+    skip, manifest = decision
+    try:
+        if skip:
+            if rank == 0:
+                log.info("%s: complete with the same config and inputs, skipped", stage.name)
+            return
+        execute(Plan(stage, Path(cfg.run_dir) / stage.name, manifest, skip=False), cfg, rank, world)
+        barrier()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
-def _run_training_stage(cfg: DictConfig, stage: Stage, plan: Plan, overrides: list[str]) -> Manifest:
+def _run_training_stage(cfg: DictConfig, stage: Stage, plan: Plan, overrides: list[str], lock_token: str) -> Manifest:
     """torchrun the stage; relaunch it after a spike rollback (it resumes from its last checkpoint)."""
     relaunches = int(cfg.pretrain.spike.max_events) if stage.name == "pretrain" else 0
     for attempt in range(relaunches + 1):
-        rc = launch.torchrun_stage(cfg, stage.name, overrides, plan.manifest.fingerprint)
+        rc = launch.torchrun_stage(cfg, stage.name, overrides, plan.manifest.fingerprint, lock_token)
         m = Manifest.load(plan.stage_dir)
         if rc == 0 and m is not None and m.status == "complete":
             return m
@@ -221,7 +235,7 @@ def _run_training_stage(cfg: DictConfig, stage: Stage, plan: Plan, overrides: li
 
 def _failure(name: str, stage_dir: Path, m: Manifest | None, fallback: str) -> str:
     error = (m.error if m is not None and m.error else None) or fallback
-    where = stage_dir / "traceback.txt"
+    where = stage_dir / TRACEBACK
     return f"stage '{name}' failed: {error}" + (f" (traceback: {where})" if where.exists() else "")
 
 

@@ -7,7 +7,7 @@ Two files, because flock and atomic publication want different things:
 - `.kgov-lock.json` names the holder (a Holder as JSON). It is published complete with link(2), which
   fails when the name exists (atomic on NFS and Lustre too), so where flock is node-local exactly one
   node wins. While held, its mtime is a heartbeat: the lease that lets other nodes judge it.
-Standard library only: this module sits in the lowest layer of the package.
+Standard library only (and kgov_train.errors): this module sits in the lowest layer of the package.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+
+from kgov_train import errors
 
 log = logging.getLogger("kgov_train")
 
@@ -62,12 +64,14 @@ class Holder:
                 f"since {self.started}, command: {self.command}")
 
 
-class RunFolderBusy(RuntimeError):
-    def __init__(self, lock_path: Path, holder: Holder | None, detail: str = ""):
+class RunFolderBusy(errors.RunFolderBusy):
+    """errors.RunFolderBusy with the lock file and its holder (None: not published yet)."""
+
+    def __init__(self, lock_path: Path, holder: Holder | None, detail: str = "", message: str | None = None):
         self.lock_path, self.holder = lock_path, holder
         who = holder.describe() if holder else f"a process that has not written {HOLDER_NAME} yet"
-        super().__init__(f"run folder {lock_path.parent} is in use by another kgov-train chain "
-                         f"(lock file {lock_path}): held by {who}{detail}")
+        super().__init__(message or f"run folder {lock_path.parent} is in use by another kgov-train chain "
+                                    f"(lock file {lock_path}): held by {who}{detail}")
 
 
 def _read_holder(path: Path) -> tuple[Holder, float] | None:
@@ -216,9 +220,12 @@ def acquire(run_dir: Path, *, inherit: str | None = None, lease_s: float | None 
     heartbeat_s = HEARTBEAT_S if heartbeat_s is None else heartbeat_s
     if inherit is not None:
         cur = _read_holder(hp)
-        if cur is None or cur[0].token != inherit:
-            raise RunFolderBusy(lock_path, cur[0] if cur else None,
-                                f"; inherit token {inherit} is not the holder's: this process was not started by it")
+        if cur is None:
+            raise RunFolderBusy(lock_path, None, message=f"cannot inherit the lock of run folder {run_dir} "
+                                f"(token {inherit}): no chain holds it ({hp} is missing)")
+        if cur[0].token != inherit:
+            raise RunFolderBusy(lock_path, cur[0], f"; inherit token {inherit} is not the holder's: "
+                                "this process was not started by it")
         return RunLock(run_dir, cur[0], None, 0.0)
     run_dir.mkdir(parents=True, exist_ok=True)
     me = Holder.me()

@@ -9,6 +9,7 @@ that stage. Rendered scripts are kept in <run_dir>/slurm/ for the record.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import subprocess
 import sys
@@ -18,15 +19,12 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from kgov_train import assets
+from kgov_train.errors import SubmitError
 from kgov_train.launch import child_overrides
-from kgov_train.pipeline import ordered
+from kgov_train.stages import selected
 
 log = logging.getLogger("kgov_train")
 TEMPLATES = assets.SLURM
-
-
-class SubmitError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -65,7 +63,9 @@ def render(cfg: DictConfig, stage: str, distributed: bool, overrides: list[str])
     head += [f"#SBATCH {o}" for o in sbatch_options(cfg, stage, distributed)]
     # KGOV_VENV: the Python environment this submit runs in (a venv, a conda env, an editable checkout's .venv):
     # the job activates it, so it runs the same kgov-train whether that is a wheel install or a checkout.
+    # KGOV_CONFIG_DIR: the user's own recipe folder (kgov-train --config-dir DIR), when there is one.
     env = {"KGOV_VENV": sys.prefix, "KGOV_WORKDIR": str(Path.cwd()), "NPROC_PER_NODE": str(nproc),
+           **({"KGOV_CONFIG_DIR": os.environ["KGOV_CONFIG_DIR"]} if os.environ.get("KGOV_CONFIG_DIR") else {}),
            "MASTER_PORT": str(cfg.cluster.master_port),
            # where the job finds its stage's manifest to tell a preempted stage (requeue) from a failed one
            "KGOV_STAGE_DIR": str(Path(cfg.run_dir).resolve() / stage), "KGOV_MAX_REQUEUES": str(cfg.cluster.max_requeues),
@@ -80,7 +80,7 @@ def render_chain(cfg: DictConfig, overrides: list[str]) -> list[Job]:
     out_dir = Path(cfg.run_dir) / "slurm"
     return [
         Job(s.name, render(cfg, s.name, s.distributed, overrides), out_dir / f"{i:02d}-{s.name}.sbatch")
-        for i, s in enumerate(ordered(cfg, list(cfg.stages)))
+        for i, s in enumerate(selected(cfg, list(cfg.stages)))
     ]
 
 

@@ -283,7 +283,7 @@ PROFILE_POINTS = [
     ("  nested_gather (loss all-gather)", "transformers.trainer:", "nested_gather"),
     ("  Trainer.store_flos (flos broadcast)", "transformers.trainer:Trainer", "store_flos"),
     ("  Trainer.log", "transformers.trainer:Trainer", "log"),
-    ("    MetricsCallback.on_log (metrics.jsonl, log line)", "kgov_train.train.common:MetricsCallback", "on_log"),
+    ("    MetricsCallback.on_log (metrics.jsonl, log line)", "kgov_train.train.callbacks:MetricsCallback", "on_log"),
 ]
 
 

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from kgov_train import REPO_ROOT
+from tests.helpers import REPO_ROOT
 from tests.helpers import compose_cfg
 
 PRETRAIN_STEPS, SAVE_STEPS = 40, 10
@@ -47,7 +47,7 @@ BAD_DPO = [
 
 
 def run_chain(overrides: list[str]):
-    from kgov_train.config.validate import validate
+    from kgov_train.pipeline import validate
     from kgov_train.pipeline import run_chain as chain
 
     cfg = compose_cfg(overrides)
@@ -128,7 +128,7 @@ def trained(upstream_run, tmp_path_factory) -> SimpleNamespace:
 
     # 1. pretrain through the real CLI in its own session; SIGKILL the whole group once checkpoint-10 is complete
     #    and a couple more steps are logged (they are redone after the resume).
-    from kgov_train.train.common import complete_checkpoints
+    from kgov_train.train.resume import complete_checkpoints
 
     t0 = time.time()
     with open(log, "ab") as out:

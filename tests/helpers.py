@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from kgov_train import REPO_ROOT
 from kgov_train.cli import _setup
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout under test: recipes/, examples/, scripts/
 
 
 def compose_cfg(overrides: list[str]) -> DictConfig:

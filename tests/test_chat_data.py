@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from kgov_train import REPO_ROOT
+from tests.helpers import REPO_ROOT
 from kgov_train.chat import ChatDataError, input_files, load_chat_data, token_lengths
 from kgov_train.chat.checks import check_dpo_record, check_sft_record
 from kgov_train.chat.formats import convert
 from kgov_train.config.schema import DPOConfig, SFTConfig
-from kgov_train.config.validate import RecipeError
+from kgov_train.errors import RecipeError
 
 
 def sec(kind: str = "sft", **keys):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kgov_train.config.validate import validate
+from kgov_train.pipeline import validate
 from kgov_train.manifest import Manifest
 from kgov_train.pipeline import run_chain
 from tests.helpers import compose_cfg

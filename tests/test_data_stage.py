@@ -22,9 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kgov_train.config.validate import RecipeError, validate
+from kgov_train.errors import RecipeError
+from kgov_train.pipeline import validate
 from kgov_train.manifest import Manifest
-from kgov_train.pipeline import StageFailed, run_chain
+from kgov_train.errors import StageFailed
+from kgov_train.pipeline import run_chain
 from tests.helpers import compose_cfg
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "data"

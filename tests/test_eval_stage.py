@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kgov_train import REPO_ROOT
+from tests.helpers import REPO_ROOT
 from kgov_train.config.schema import CHAIN
-from kgov_train.manifest import Manifest, ManifestError
+from kgov_train.errors import ManifestError
+from kgov_train.manifest import Manifest
 from kgov_train.stages import STAGES
 from tests.helpers import compose_cfg
 from tests.chains import run_chain

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kgov_train import REPO_ROOT
+from tests.helpers import REPO_ROOT
 from tests.helpers import compose_cfg
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -27,7 +27,12 @@ from data_prep.corpus.near_dedup import candidates, steps, textkey
 from data_prep.corpus.near_dedup.minhash import MinHasher
 from data_prep.corpus.near_dedup.rules import jaccard_needed, similar
 from data_prep.corpus.near_dedup.textkey import WindowHasher, keys
+from data_prep.corpus.pii import PIISettings
+from data_prep.corpus.quality import QualitySettings
 from data_prep.corpus.writers import WorkWriter
+
+# the data stage's dedup on its own (the corpus defaults also pseudonymise and filter for quality)
+NO_PII_NO_QUALITY = dict(dedup=DedupSettings(), pii=PIISettings(enabled=False), quality=QualitySettings(enabled=False))
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 GOV = sorted((DATA / "ko-gov-sample").glob("*.txt"))
@@ -198,7 +203,7 @@ def test_five_thousand_real_short_reviews_through_the_stage(tmp_path):
     f.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n"
                          for r in rows[:2500] for t in (r["Q"], r["A"])), encoding="utf-8")
     report = P.prepare_corpus(describe_inputs([f]), tmp_path / "out", P.CorpusSettings(min_chars=1,
-                                                                                         dedup=DedupSettings()))
+                                                                                         **NO_PII_NO_QUALITY))
     assert report.docs_in == 5000 == report.docs_kept + report.docs_rejected
     assert report.rejected_by_reason["duplicate_near"] > 50 and report.near_dedup["similar_pairs"] > 0
     assert set(report.peak_rss_mb) == {"split", "near", "merge"} and report.peak_rss_mb["near"] > 0
@@ -215,7 +220,7 @@ def test_every_duplicate_names_a_kept_document_exact_copies_too(tmp_path):
     f = tmp_path / "r.jsonl"
     f.write_text("".join(json.dumps({"id": f"d{i}", "text": t}, ensure_ascii=False) + "\n"
                          for i, t in enumerate(texts)), encoding="utf-8")
-    P.prepare_corpus(describe_inputs([f]), tmp_path / "out", P.CorpusSettings(min_chars=1, dedup=DedupSettings()))
+    P.prepare_corpus(describe_inputs([f]), tmp_path / "out", P.CorpusSettings(min_chars=1, **NO_PII_NO_QUALITY))
     import gzip
     rows = [json.loads(line) for p in sorted((tmp_path / "out" / "rejected").glob("*.gz"))
             for line in gzip.open(p, "rt", encoding="utf-8")]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kgov_train import REPO_ROOT
+from tests.helpers import REPO_ROOT
 from kgov_train.papers import FORMAT, PapersError, regenerate, write_papers
 from kgov_train.papers.bom import KEY_PACKAGES
 from kgov_train.papers.facts import data_facts
@@ -196,14 +196,14 @@ def test_failures_name_the_folder(synthetic_run, tmp_path):
         write_papers(synthetic_run, "sft", out_dir=blocker)
 
 
-def test_write_from_training_fails_loudly(synthetic_run):
+def test_write_stage_papers_fails_loudly(synthetic_run):
     from types import SimpleNamespace
 
-    from kgov_train.papers import write_from_training
+    from kgov_train.train.final import write_stage_papers
 
     ctx = SimpleNamespace(stage_dir=synthetic_run / "sft", run_dir=synthetic_run, world_size=1, cfg=None)
     with pytest.raises(PapersError, match="could not collect the facts for the model card of .*sft/final"):
-        write_from_training(ctx, object(), synthetic_run / "sft" / "final")
+        write_stage_papers(ctx, object(), synthetic_run / "sft" / "final")
 
 
 def test_regenerate_keeps_sealed_papers(synthetic_run):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kgov_train.manifest import Manifest, ManifestError
+from kgov_train.errors import ManifestError
+from kgov_train.manifest import Manifest
 from kgov_train.pipeline import run_chain
 from tests.helpers import compose_cfg
 

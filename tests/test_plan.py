@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from kgov_train.assets import SOURCE_ROOT as REPO_ROOT
+from tests.helpers import REPO_ROOT
 from kgov_train.planner import memory as M
 from kgov_train.planner.report import Settings, make_plan, render, shape_of
 from tests.helpers import compose_cfg

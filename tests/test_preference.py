@@ -170,7 +170,7 @@ def _dpo_worker(base: str, out: str, variants: str) -> None:
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from kgov_train import REPO_ROOT
+    from tests.helpers import REPO_ROOT
     from kgov_train.train.preference import heldout_metrics, shared_dataset
 
     deepspeed.init_distributed(dist_backend="gloo")  # before any model: ZeRO-3's zero.Init needs the group

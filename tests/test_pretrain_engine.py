@@ -2,7 +2,7 @@
 
 Unit tests for the pieces, and real 2-process DeepSpeed runs (slow) on the smoke recipe's shards for
 SIGUSR1 checkpoint-and-stop, the skip policy and the rollback policy (a spike injected through
-KGOV_FAULT_SPIKE_AT_SAMPLE at a known global sample)."""
+a test-only callback, tests/faults.py, at a known global sample)."""
 
 from __future__ import annotations
 
@@ -94,12 +94,13 @@ def test_data_shift_accumulates(tmp_path):
 
 
 def test_recipe_checks_the_schedule():
-    from kgov_train.config.validate import RecipeError, validate
+    from kgov_train.errors import RecipeError
+    from kgov_train.pipeline import validate
 
     with pytest.raises(RecipeError, match="pretrain.global_batch_tokens=100"):
         validate(compose_cfg(["recipe=smoke", "pretrain.global_batch_tokens=100"]))
-    with pytest.raises(RecipeError, match="pretrain.spike.policy: none, skip or rollback"):
-        validate(compose_cfg(["recipe=smoke", "pretrain.spike.policy=ignore"]))
+    with pytest.raises(RecipeError, match="pretrain.lr_scheduler_type: one of"):  # a transformers one, not pretrain's
+        validate(compose_cfg(["recipe=smoke", "pretrain.lr_scheduler_type=polynomial"]))
 
 
 # ------------------------------------------------------------------ real runs
@@ -109,6 +110,11 @@ def _run_dir(upstream: Path, tmp_path: Path) -> Path:
     for name in ("data", "tokenizer", "shards"):
         shutil.copytree(upstream / name, run_dir / name)
     return run_dir
+
+
+def _spike_at(sample: int) -> str:
+    """The test-only fault callback (tests/faults.py): the step reading `sample` gets a loss spike."""
+    return f"pretrain.callbacks=[{{_target_:tests.faults.SpikeAtSample,sample:{sample}}}]"
 
 
 def _overrides(run_dir: Path, *extra: str) -> list[str]:
@@ -174,11 +180,11 @@ def test_signal_saves_a_checkpoint_at_the_step_boundary_and_a_rerun_resumes(upst
 
 
 @pytest.mark.slow
-def test_skip_policy_trains_nothing_on_the_spike_and_mfu_is_logged(upstream_run, tmp_path, monkeypatch):
+def test_skip_policy_trains_nothing_on_the_spike_and_mfu_is_logged(upstream_run, tmp_path):
     run_dir = _run_dir(upstream_run, tmp_path)
     stage = run_dir / "pretrain"
-    monkeypatch.setenv("KGOV_FAULT_SPIKE_AT_SAMPLE", str(20 * SPS))  # read by step 21
-    run_chain(_overrides(run_dir, "pretrain.spike.policy=skip", "cluster.peak_tflops_per_device=0.001"))
+    run_chain(_overrides(run_dir, "pretrain.spike.policy=skip", "cluster.peak_tflops_per_device=0.001",
+                         _spike_at(20 * SPS)))  # read by step 21
     m = manifest(stage)
     assert m["status"] == "complete" and m["metrics"]["loss_spikes"] == 1
     spikes = [json.loads(x) for x in (stage / "spikes.jsonl").read_text().splitlines()]
@@ -193,11 +199,10 @@ def test_skip_policy_trains_nothing_on_the_spike_and_mfu_is_logged(upstream_run,
 
 
 @pytest.mark.slow
-def test_rollback_policy_restarts_from_the_checkpoint_past_the_data_window(upstream_run, tmp_path, monkeypatch):
+def test_rollback_policy_restarts_from_the_checkpoint_past_the_data_window(upstream_run, tmp_path):
     run_dir = _run_dir(upstream_run, tmp_path)
     stage = run_dir / "pretrain"
-    monkeypatch.setenv("KGOV_FAULT_SPIKE_AT_SAMPLE", str(22 * SPS))  # read by step 23; last checkpoint: 20
-    run_chain(_overrides(run_dir, "pretrain.spike.policy=rollback"))
+    run_chain(_overrides(run_dir, "pretrain.spike.policy=rollback", _spike_at(22 * SPS)))  # step 23; last checkpoint: 20
     m = manifest(stage)
     assert m["status"] == "complete" and m["metrics"]["steps"] == 30
     assert json.loads((stage / "checkpoints" / "data_shift.json").read_text()) == [

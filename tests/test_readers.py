@@ -19,7 +19,9 @@ import pytest
 
 from data_prep.corpus import records as R
 from data_prep.corpus.hwp import hwp5 as hwp5_mod
+from data_prep.corpus.pii import PIISettings
 from data_prep.corpus.pipeline import CorpusSettings, prepare_corpus
+from data_prep.corpus.quality import QualitySettings
 from data_prep.corpus.readers import FORMATS, CorpusReader, InputFile, describe_inputs, input_format
 from tests import hwp_fixtures as F
 
@@ -407,7 +409,8 @@ def test_pipeline_reads_office_documents_and_csv_in_parallel(tmp_path):
     files = sorted(d.iterdir())
     inputs = describe_inputs(files, source="gov", license="KOGL-1")
     report = prepare_corpus(inputs, tmp_path / "out", CorpusSettings(min_chars=5, tasks=2, workers=2,
-                                                                    compression=None))
+                                                                    compression=None, pii=PIISettings(enabled=False),
+                                                                    quality=QualitySettings(enabled=False)))
     assert report.files_in == 5 and report.docs_in == 6
     assert report.rejected_by_reason == {"bad_csv": 1, "encrypted_document": 1}
     kept = [json.loads(line) for f in sorted((tmp_path / "out" / "clean").glob("*.jsonl")) for line in open(f)]

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from kgov_train.config.validate import RecipeError, validate
-from tests.helpers import compose_cfg
+from kgov_train.errors import RecipeError
+from kgov_train.pipeline import validate
+from tests.helpers import REPO_ROOT, compose_cfg
 
 
 def kgov(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -78,10 +79,9 @@ def test_every_shipped_recipe_and_group_composes():
     "overrides, message",
     [
         (["cluster.backend=nccl"], "cluster.backend: nccl needs cluster.device=cuda"),
-        (["cluster.precision=bf16"], "cluster.precision: bf16 training needs a GPU"),
+        (["cluster.precision=fp16"], "cluster.precision: fp16 training needs a GPU"),
         (["pretrain.zero_stage=4"], "pretrain.zero_stage: 0, 1, 2 or 3"),
         (["sft.micro_batch_size=0"], "sft.micro_batch_size: must be >= 1"),
-        (["tokenizer.model_type=wordpiece"], "tokenizer.model_type: bpe or unigram"),
         (["model.init_from=/no/such/checkpoint"], "model.init_from: '/no/such/checkpoint' is not a local folder"),
         (["deepspeed=zero3_offload", "pretrain.zero_stage=2"], "offload_param: needs ZeRO-3"),
         (["data.encoding=cp94"], "data.encoding: unknown encoding 'cp94'"),
@@ -89,7 +89,6 @@ def test_every_shipped_recipe_and_group_composes():
         (["tokenizer.extend_from=/nope"], "tokenizer.extend_from: /nope is not a local tokenizer folder"),
         (["tokenizer.user_defined_symbols=['<s>']"], "tokenizer.user_defined_symbols: non-empty, distinct"),
         (["tokenizer.heldout_fraction=1.0"], "tokenizer.heldout_fraction: in "),
-        (["dpo.loss_type=simgoid"], "dpo.loss_type: one of sigmoid, hinge, ipo"),
         (["dpo.beta=0"], "dpo.beta: must be > 0"),
         (["data.dedup.short_similarity=1.5"], "data.dedup.short_similarity must be in (0, 1)"),
         (["data.dedup.buckets=0"], "data.dedup.buckets must be >= 1"),
@@ -101,6 +100,63 @@ def test_semantic_checks(overrides, message):
         validate(cfg)
 
 
+@pytest.mark.parametrize("override, key, choices", [
+    ("tokenizer.model_type=wordpiece", "tokenizer.model_type", "[bpe, unigram]"),
+    ("dpo.loss_type=simgoid", "dpo.loss_type", "[sigmoid, hinge, ipo"),
+    ("pretrain.spike.policy=ignore", "pretrain.spike.policy", "[none, skip, rollback]"),
+    ("cluster.precision=bf32", "cluster.precision", "[fp32, bf16, fp16]"),
+    ("sft.optimizer.name=adam", "sft.optimizer.name", "[adamw_torch, "),
+])
+def test_a_choice_outside_its_enum_fails_at_composition_naming_the_key(override, key, choices):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as e:
+        compose_cfg(["recipe=smoke", override])
+    text = str(e.value) + str(e.value.__cause__ or "")
+    assert key in text and choices in text, text
+
+
+def test_dpo_loss_types_are_trls():
+    """DPOLoss lists exactly the loss types TRL's DPOConfig documents (a TRL upgrade that adds or drops one fails)."""
+    import dataclasses
+    import re
+
+    from trl import DPOConfig
+
+    from kgov_train.config.schema import DPOLoss
+
+    help_text = next(f for f in dataclasses.fields(DPOConfig) if f.name == "loss_type").metadata["help"]
+    documented = re.findall(r"`'([a-z_]+)'`", help_text.split("If multiple")[0])
+    assert sorted(documented) == sorted(m.value for m in DPOLoss)
+
+
+def test_trainer_args_are_checked_against_the_real_arguments_object():
+    """`<stage>.trainer_args` reach TrainingArguments / SFTConfig / DPOConfig as they are; a field the object does
+    not have, a value it refuses, or a key the stage derives itself fails when the recipe is checked."""
+    def problems(*overrides: str) -> str:
+        with pytest.raises(RecipeError) as e:
+            validate(compose_cfg(["recipe=smoke", *overrides]))
+        return str(e.value)
+
+    assert "pretrain.trainer_args: " in problems("+pretrain.trainer_args.no_such_field=1")
+    assert "no_such_field" in problems("+pretrain.trainer_args.no_such_field=1")
+    assert "sft.trainer_args: SFTConfig refuses them" in problems("+sft.trainer_args.eval_strategy=sometimes")
+    assert "dpo.trainer_args: ['max_steps'] are set by the stage's own keys" in problems("+dpo.trainer_args.max_steps=3")
+    cfg = compose_cfg(["recipe=smoke", "+pretrain.trainer_args.adam_beta2=0.98", "+sft.trainer_args.neftune_noise_alpha=5"])
+    validate(cfg)
+    from kgov_train.train.arguments import training_kwargs
+
+    kw = training_kwargs(cfg, "pretrain", REPO_ROOT / "unused")
+    assert kw["adam_beta2"] == 0.98 and kw["adam_beta1"] == cfg.pretrain.optimizer.beta1
+    assert training_kwargs(cfg, "sft_general", REPO_ROOT / "unused")["neftune_noise_alpha"] == 5
+
+
+def test_pretraining_recipes_use_llm_adamw_betas():
+    cfg = compose_cfg(["recipe=kgov_7b"])
+    o = cfg.pretrain.optimizer
+    assert (o.beta1, o.beta2, o.weight_decay) == (0.9, 0.95, 0.1)
+
+
 def test_named_sft_stages_errors_name_the_key_that_sets_the_value():
     """A bad `sft` key inherited by both named SFT stages is reported once, under sft.*; a named stage's own bad key
     under sft_stages.<name>.*; an unknown key or a bad stage name is refused before anything runs."""
@@ -110,8 +166,8 @@ def test_named_sft_stages_errors_name_the_key_that_sets_the_value():
         return str(e.value).splitlines()[1:]
 
     assert problems("sft.micro_batch_size=0") == ["  sft.micro_batch_size: must be >= 1, got 0"]
-    assert problems("+sft_stages.sft_domain.overlong=cut") == [
-        "  sft_stages.sft_domain.overlong: truncate or drop, got 'cut'"]
+    assert problems("+sft_stages.sft_domain.overlong=cut")[0].startswith(
+        "  sft_stages.sft_domain.overlong: Invalid value 'cut', expected one of [truncate, drop]")
     assert problems("sft.lora.enabled=true", "+sft_stages.sft_general.lora.r=0") == [
         "  sft_stages.sft_general.lora.r: must be >= 1, got 0"]
     assert "sft_stages.sft_domain.bogus: Key 'bogus' not in" in problems("+sft_stages.sft_domain.bogus=1")[0]
@@ -129,7 +185,7 @@ def test_named_sft_stages_errors_name_the_key_that_sets_the_value():
 
 
 def test_unknown_source_encoding_names_the_source_key():
-    from kgov_train import REPO_ROOT
+    from tests.helpers import REPO_ROOT
 
     sample = REPO_ROOT / "examples" / "data" / "ko-gov-sample"
     sources = (f"[{{name: law, inputs: ['{sample}/kolaw_*.txt'], encoding: cp949}}, "

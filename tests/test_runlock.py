@@ -126,7 +126,11 @@ def test_sigkilled_holder_is_stale_and_taken_over(tmp_path, caplog):
 
 
 RACE = """
-d, start, role, flock = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
+d, role, flock = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
+(d.parent / f"ready-{role}").touch()  # barrier: both children derive one start time from the files
+while not all((d.parent / f"ready-{r}").exists() for r in "ab"):
+    time.sleep(0.01)
+start = max((d.parent / f"ready-{r}").stat().st_mtime for r in "ab") + 0.5
 if not flock:  # as on a node whose flock does not see the other node's: only the holder file guards
     import errno
     def _nolock(*a):
@@ -155,16 +159,16 @@ for i in range({rounds}):
 
 @pytest.mark.parametrize("flock", [True, False], ids=["flock", "no-flock"])
 def test_simultaneous_acquires_exactly_one_wins(tmp_path, flock):
-    rounds = 6
-    start = time.time() + 1.0
+    rounds, run_dir = 6, tmp_path / "run"
+    run_dir.mkdir()
     body = "import os\n" + RACE.replace("{rounds}", str(rounds))
-    kids = [_child(body, tmp_path, start, role, int(flock)) for role in "ab"]
+    kids = [_child(body, run_dir, role, int(flock)) for role in "ab"]
     outs = [k.communicate(timeout=60) for k in kids]
     for k, (out, err) in zip(kids, outs):
         assert k.returncode == 0 and len(out.split()) == rounds, err
     results = list(zip(*(out.split() for out, _ in outs)))
     assert all(sorted(r) == ["BUSY", "WON"] for r in results), results
-    assert _holder_token(tmp_path) is None
+    assert _holder_token(run_dir) is None
 
 
 def test_other_host_holder_judged_by_heartbeat(tmp_path, caplog, monkeypatch):
@@ -230,7 +234,7 @@ def test_other_host_holder_with_slurm_job(tmp_path, monkeypatch, out, rc, err, a
 
 
 def test_inherit(tmp_path):
-    with pytest.raises(RunFolderBusy, match="not the holder's"):  # nothing to inherit
+    with pytest.raises(RunFolderBusy, match="no chain holds it"):  # nothing to inherit
         runlock.acquire(tmp_path, inherit="0" * 32)
     lk = runlock.acquire(tmp_path)
     try:

@@ -25,7 +25,7 @@ from data_prep.shards.split import validation_cutoff
 from data_prep.shards.write import MixtureError, dtype_for, write_shards
 from data_prep.tokenizer import specials as S
 from data_prep.tokenizer.corpus import CorpusError
-from kgov_train import REPO_ROOT
+from tests.helpers import REPO_ROOT
 from kgov_train.manifest import Manifest, hash_entries
 from tests.test_tokenizer import corpus_docs, run_stages, seal_corpus
 

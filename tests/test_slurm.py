@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from kgov_train.assets import SOURCE_ROOT as REPO_ROOT
+from tests.helpers import REPO_ROOT
 from kgov_train.slurm import render_chain, submit
 from tests.helpers import compose_cfg
 

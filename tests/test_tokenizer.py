@@ -22,8 +22,8 @@ from data_prep.tokenizer.chat_template import ChatTemplateError, render
 from data_prep.tokenizer.corpus import CorpusError
 from data_prep.tokenizer.evaluate import PROBES
 from data_prep.tokenizer.train import TokenizerTrainError, split_long
-from kgov_train import REPO_ROOT
-from kgov_train.config.validate import validate
+from tests.helpers import REPO_ROOT
+from kgov_train.pipeline import validate
 from kgov_train.manifest import Manifest, hash_entries
 from kgov_train.pipeline import run_chain
 from tests.helpers import compose_cfg

@@ -23,7 +23,7 @@ from data_prep.tokenizer.extend import (
     BYTE_LEVEL_BPE, PROBES, SENTENCEPIECE_BPE, TokenizerExtendError, _Alphabet, _kind, extend_tokenizer,
     forces_syllable, is_syllable, learn_pieces,
 )
-from kgov_train.assets import SOURCE_ROOT as REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 DATA = REPO_ROOT / "examples" / "data"
 KINDS = ("llama2", "llama3")  # GPT-2 style: test_deterministic_and_reports_an_unreachable_target

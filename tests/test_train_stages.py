@@ -138,7 +138,7 @@ def test_zero3_saves_the_trained_weights(trained):
 def test_checkpoints_of_other_settings_are_not_resumed(trained):
     """A changed learning rate (or a max_steps below the checkpoint) refuses to resume instead of mixing runs."""
     from kgov_train.stages import StageContext
-    from kgov_train.train.common import ResumeError, resume_checkpoint
+    from kgov_train.train.resume import ResumeError, resume_checkpoint
 
     stage = trained.run_dir / "pretrain"
     keep = [o for o in trained.overrides if not o.startswith("pretrain.max_steps")]
@@ -210,7 +210,7 @@ def test_packed_windows_span_files_and_drop_the_tail(monkeypatch):
 
 
 def test_partial_checkpoints_are_not_resumed(tmp_path):
-    from kgov_train.train.common import complete_checkpoints
+    from kgov_train.train.resume import complete_checkpoints
 
     def make(step, state=True, ds=True, latest=True):
         d = tmp_path / f"checkpoint-{step}"
@@ -231,7 +231,7 @@ def test_partial_checkpoints_are_not_resumed(tmp_path):
 
 
 def test_trainer_arguments_follow_the_recipe(tmp_path):
-    from kgov_train.train.common import deepspeed_config, training_kwargs
+    from kgov_train.train.arguments import deepspeed_config, training_kwargs
 
     cfg = compose_cfg(["recipe=smoke", "sft.zero_stage=3", "sft.gradient_accumulation_steps=2"])
     assert deepspeed_config(cfg, "pretrain")["zero_optimization"]["stage"] == 2
@@ -280,3 +280,34 @@ def test_wandb_logs_offline_when_asked(trained):
     assert len(runs) == 1, "one offline wandb run, written by rank 0 only"
     assert any(runs[0].glob("*.wandb")), "the run's history file is there to `wandb sync` later"
     assert not (trained.run_dir / "pretrain" / "wandb").exists(), "no tracker unless report_to asks"
+
+
+@pytest.mark.slow
+def test_bf16_precision_path_of_the_gpu_recipes_runs_on_cpu(upstream_run, tmp_path):
+    """cluster.precision=bf16, as the A100 recipes train, on 2 CPU processes: DeepSpeed's bf16 optimizer (ZeRO-2 for
+    pretrain, ZeRO-3 for SFT) keeps fp32 master weights and the saved models are bf16. fp16 needs a GPU and is
+    refused when the recipe is checked."""
+    import shutil
+
+    from safetensors import safe_open
+
+    from kgov_train.errors import RecipeError
+    from kgov_train.pipeline import validate
+    from tests.chains import run_chain
+
+    run_dir = tmp_path / "run"
+    for name in ("data", "tokenizer", "shards"):
+        shutil.copytree(upstream_run / name, run_dir / name)
+    run_chain(["recipe=smoke", f"run_dir={run_dir}", "stages=[pretrain,sft_general]", "cluster.precision=bf16",
+               f"nproc_per_node={NPROC}", "pretrain.max_steps=3", "pretrain.eval_sequences=2", "sft.max_steps=2",
+               "sft.zero_stage=3"])
+    for stage, zero in (("pretrain", 2), ("sft_general", 3)):
+        m = manifest(run_dir / stage)
+        assert m["status"] == "complete" and m["metrics"]["zero_stage"] == zero
+        assert all(math.isfinite(r["loss"]) for r in metrics_rows(run_dir / stage))
+        ckpt = sorted((run_dir / stage / "checkpoints").glob("checkpoint-*/global_step*"))[-1]
+        assert len(list(ckpt.glob("bf16_zero_pp_rank_*optim_states.pt"))) == NPROC  # fp32 master weights, per rank
+        with safe_open(str(run_dir / stage / "final" / "model.safetensors"), framework="pt") as st:
+            assert {str(st.get_tensor(k).dtype) for k in st.keys()} == {"torch.bfloat16"}
+    with pytest.raises(RecipeError, match="cluster.precision: fp16 training needs a GPU"):
+        validate(compose_cfg(["recipe=smoke", "cluster.precision=fp16"]))

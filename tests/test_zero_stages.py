@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from kgov_train import REPO_ROOT
+from tests.helpers import REPO_ROOT
 from tests.helpers import compose_cfg
 from tests.chains import manifest, metrics_rows
 

@@ -20,6 +20,7 @@ import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
@@ -48,19 +49,23 @@ class CorpusError(RuntimeError):
 
 @dataclass
 class CorpusSettings:
+    """How a corpus is prepared; the recipe's `data` section is this with its inputs on top (kgov_train's
+    DataConfig), so these defaults are the recipe's."""
+
     min_chars: int = 20
     max_chars: int = 2_000_000
-    tasks: int = 2
-    workers: int = 2
-    compression: str | None = "gzip"  # gzip | None
+    tasks: int = 2  # datatrove tasks (input files are split across them)
+    workers: int = 2  # datatrove worker processes (Slurm: array tasks at once)
+    compression: Optional[str] = "gzip"  # output files: jsonl.gz, or jsonl when null
+    # The blocks, each switchable; their settings are documented where they are implemented.
     normalize: NormalizeSettings = field(default_factory=NormalizeSettings)
-    pii: PIISettings = field(default_factory=lambda: PIISettings(enabled=False))
-    quality: QualitySettings = field(default_factory=lambda: QualitySettings(enabled=False))
-    dedup: DedupSettings = field(default_factory=lambda: DedupSettings(near=False))
+    pii: PIISettings = field(default_factory=PIISettings)
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
     decontam: DecontamSettings = field(default_factory=DecontamSettings)
-    executor: str = "local"  # local | slurm
+    executor: str = "local"  # local: this machine | slurm: datatrove's Slurm executor (array jobs)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
-    job_name: str = "kgov-data"
+    job_name: str = "kgov-data"  # Slurm job name (the data stage sets kgov-<recipe>-data)
 
 
 @dataclass

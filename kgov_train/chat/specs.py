@@ -13,6 +13,8 @@ from typing import Any
 
 from kgov_train.chat.formats import formats
 from kgov_train.chat.readers import file_type
+from kgov_train.config.inputs import resolve_globs
+from kgov_train.errors import RecipeError
 
 SHORTHAND = "data"
 
@@ -53,8 +55,6 @@ def _list(value: Any) -> list:
 
 def dataset_specs(section: Any, kind: str, key: str) -> list[DatasetSpec]:
     """The section's datasets with their files (globs resolved, in order), checked; RecipeError otherwise."""
-    from kgov_train.config.validate import RecipeError, resolve_globs  # not at import: it loads datatrove
-
     if kind not in ("sft", "dpo"):
         raise ValueError(f"kind: 'sft' or 'dpo', got '{kind}'")
     data, datasets = _list(_get(section, "data")), list(_get(section, "datasets") or [])

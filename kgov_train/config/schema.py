@@ -1,26 +1,42 @@
 """Typed schema of the recipe tree.
 
 Hydra validates every composed recipe against these dataclasses, so an unknown
-key or a value of the wrong type fails at composition time, before any data or
-model is touched, with the full dotted key in the message.
+key, a value of the wrong type or a choice not in its enum fails at composition
+time, before any data or model is touched, with the full dotted key in the message.
+The choices are StrEnums: a value compares equal to its string and is stored as one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from data_prep.corpus.decontam import DecontamSettings
-from data_prep.corpus.executors import SlurmSettings
-from data_prep.corpus.near_dedup import DedupSettings
-from data_prep.corpus.normalize import NormalizeSettings
-from data_prep.corpus.pii import PIISettings
-from data_prep.corpus.quality import QualitySettings
+from data_prep.corpus.pipeline import CorpusSettings
+from kgov_train.run_folder import CHAIN
 
-CHAIN = ["data", "tokenizer", "shards", "pretrain", "sft", "dpo", "eval"]
+
+def _choices(name: str, values: str) -> type[StrEnum]:
+    return StrEnum(name, [(v, v) for v in values.split()])
+
+
+TokenizerModel = _choices("TokenizerModel", "bpe unigram")
+# transformers' lr_scheduler_type values, and wsd (warmup-stable-decay, pretrain's token schedule: train/schedule.py)
+LRScheduler = _choices("LRScheduler", "linear cosine cosine_with_restarts polynomial constant constant_with_warmup "
+                                      "inverse_sqrt cosine_with_min_lr warmup_stable_decay wsd")
+Optimizer = _choices("Optimizer", "adamw_torch adamw_torch_fused adamw_8bit paged_adamw_8bit adafactor sgd")
+SpikePolicy = _choices("SpikePolicy", "none skip rollback")
+Overlong = _choices("Overlong", "truncate drop")
+# TRL 1.16 DPOConfig.loss_type values (tests/test_recipes.py checks them against TRL's own list)
+DPOLoss = _choices("DPOLoss", "sigmoid hinge ipo exo_pair nca_pair robust bco_pair sppo_hard aot aot_unpaired "
+                              "apo_zero apo_down discopop sft sigmoid_norm")
+Attention = _choices("Attention", "sdpa eager flash_attention_2")
+Device = _choices("Device", "cpu cuda")
+Backend = _choices("Backend", "gloo nccl")
+Precision = _choices("Precision", "fp32 bf16 fp16")
 
 
 @dataclass
@@ -37,7 +53,10 @@ class SourceConfig:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(CorpusSettings):
+    """`data`: the corpus files and their provenance, on top of how the corpus is prepared (data_prep's
+    CorpusSettings: min/max chars, tasks, the normalize/pii/quality/dedup/decontam blocks, executor)."""
+
     # Either `sources` (several, each with name/license/weight), or the one-source shorthand
     # `inputs` + `source` + `license`. Inputs: jsonl(.gz), parquet, csv/tsv(.gz), txt(.gz), hwp, hwpx.
     sources: List[SourceConfig] = field(default_factory=list)
@@ -47,24 +66,11 @@ class DataConfig:
     text_key: str = "text"
     id_key: str = "id"
     encoding: str = "utf-8"  # text encoding of jsonl/csv/tsv/txt inputs, e.g. cp949 for many data.go.kr exports
-    min_chars: int = 20
-    max_chars: int = 2_000_000
-    tasks: int = 2  # datatrove tasks (input files are split across them)
-    workers: int = 2  # datatrove worker processes (Slurm: array tasks at once)
-    compression: Optional[str] = "gzip"  # output files: jsonl.gz, or jsonl when null
-    # The blocks, each switchable; their settings are documented where they are implemented.
-    normalize: NormalizeSettings = field(default_factory=NormalizeSettings)
-    pii: PIISettings = field(default_factory=PIISettings)
-    quality: QualitySettings = field(default_factory=QualitySettings)
-    dedup: DedupSettings = field(default_factory=DedupSettings)
-    decontam: DecontamSettings = field(default_factory=DecontamSettings)
-    executor: str = "local"  # local: this machine | slurm: datatrove's Slurm executor (array jobs)
-    slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
 
 @dataclass
 class TokenizerConfig:
-    model_type: str = "bpe"  # bpe | unigram
+    model_type: TokenizerModel = TokenizerModel.bpe
     vocab_size: int = 32000  # with extend_from: the extended tokenizer's total size
     character_coverage: float = 0.9995
     input_sentence_size: int = 2_000_000  # at most this many training "sentences" (documents), sentencepiece samples
@@ -94,6 +100,17 @@ class ShardsConfig:
 
 
 @dataclass
+class OptimizerConfig:
+    """`<stage>.optimizer`: the Trainer's optimizer (DeepSpeed uses it too unless its own config names one)."""
+
+    name: Optimizer = Optimizer.adamw_torch
+    beta1: float = 0.9
+    beta2: float = 0.999  # AdamW's default; LLM pretraining uses 0.95 (recipes/recipe/kgov_7b.yaml)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
 class TrainStageConfig:
     """Settings shared by every training stage (pretrain, sft, dpo)."""
 
@@ -105,20 +122,26 @@ class TrainStageConfig:
     micro_batch_size: int = 1
     gradient_accumulation_steps: int = 1
     learning_rate: float = 3e-4
-    lr_scheduler_type: str = "cosine"
+    lr_scheduler_type: LRScheduler = LRScheduler.cosine
     warmup_steps: int = 0
-    weight_decay: float = 0.0
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = False
     dataloader_num_workers: int = 0
     report_to: List[str] = field(default_factory=list)  # e.g. [wandb]; wandb runs offline unless WANDB_MODE says otherwise
+    # Any other field of the stage's arguments object (TrainingArguments; TRL's SFTConfig / DPOConfig), passed through
+    # as is and checked when the recipe is, by building that object: e.g. {torch_compile: true, adam_beta2: 0.98}
+    trainer_args: Dict[str, Any] = field(default_factory=dict)
+    # Extra Trainer callbacks: each {_target_: module.Class, ...its arguments} (Hydra instantiate). One with an
+    # attach(trainer) method gets the trainer first.
+    callbacks: List[Any] = field(default_factory=list)
 
 
 @dataclass
 class SpikeConfig:
     """`pretrain.spike`: what a loss spike is and what the run does about it."""
 
-    policy: str = "skip"  # none | skip (the step changes no weight) | rollback (to the last checkpoint, data window skipped)
+    policy: SpikePolicy = SpikePolicy.skip  # none | skip (the step changes no weight) | rollback (to the last checkpoint, data window skipped)
     factor: float = 3.0  # a loss above factor x its moving average is a spike; a non-finite loss always is
     ema_steps: int = 50  # span of the moving average
     min_steps: int = 20  # no detection before this step: the early loss falls too fast to compare
@@ -187,7 +210,7 @@ class ChatStageConfig(TrainStageConfig):
     max_validation_records: int = 200  # per stage, at most
     system_prompt: Optional[str] = None  # added to records without a system turn, e.g. "당신은 ... 도우미입니다."
     max_length: int = 1024  # tokens
-    overlong: str = "truncate"  # truncate | drop: records longer than max_length (both counted)
+    overlong: Overlong = Overlong.truncate  # records longer than max_length are truncated or dropped (both counted)
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 
@@ -202,7 +225,7 @@ class SFTConfig(ChatStageConfig):
 class DPOConfig(ChatStageConfig):
     learning_rate: float = 5e-7
     beta: float = 0.1
-    loss_type: str = "sigmoid"  # TRL's: sigmoid | ipo | hinge | robust | exo_pair | nca_pair | bco_pair | sppo_hard | ...
+    loss_type: DPOLoss = DPOLoss.sigmoid
     precompute_ref_log_probs: bool = False  # score the reference once before training (no reference in memory)
 
 
@@ -237,7 +260,7 @@ class ModelConfig:
     rms_norm_eps: float = 1e-5
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02
-    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2 (GPU only)
+    attn_implementation: Attention = Attention.sdpa  # flash_attention_2: GPU only
     init_from: Optional[str] = None  # local HF checkpoint for continued pretraining
     # Embedding rows rounded up to a multiple of this (1: exactly len(tokenizer)); the extra rows are never produced
     # by the tokenizer. Ignored with init_from.
@@ -250,9 +273,9 @@ class ModelConfig:
 @dataclass
 class ClusterConfig:
     name: str = MISSING
-    device: str = "cpu"  # cpu | cuda
-    backend: str = "gloo"  # gloo | nccl
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    device: Device = Device.cpu
+    backend: Backend = Backend.gloo
+    precision: Precision = Precision.fp32
     gpus_per_node: int = 0
     peak_tflops_per_device: float = 0.0  # dense bf16 peak, for MFU
     memory_gb_per_device: float = 0.0  # accelerator memory, for `kgov-train plan`

@@ -10,31 +10,24 @@ folder's absolute path, so a task YAML points at its local data as
         test: __TASK_DIR__/my_task.jsonl
 
 The TaskManager is built with include_defaults=False: only these folders are indexed, so a task name that is not
-in them fails here instead of reaching for the Hugging Face Hub. Nothing is downloaded (HF_*_OFFLINE are set).
+in them fails here instead of reaching for the Hugging Face Hub. Nothing is downloaded: the process runs with
+kgov_train.offline.OFFLINE_ENV (HF_*_OFFLINE), which the CLI sets before anything is imported.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 PLACEHOLDER = "__TASK_DIR__"
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "HF_EVALUATE_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 _COPIED = (".yaml", ".yml", ".py", ".jinja", ".txt")
 
 
 class HarnessError(RuntimeError):
     pass
-
-
-def set_offline() -> None:
-    for k, v in OFFLINE_ENV.items():
-        os.environ.setdefault(k, v)
 
 
 def resolve_task_dirs(folders: list[Path], out_dir: Path) -> list[Path]:
@@ -83,7 +76,6 @@ def evaluate(model_dir: Path, tasks: list[str], manager, limit: int | None, batc
     """{"tasks": {name: {"acc", "acc_norm", "acc_stderr", "n"}}, "raw": lm-eval's results (JSON-safe)}."""
     import lm_eval
 
-    set_offline()
     known = set(manager.all_tasks)
     missing = [t for t in tasks if t not in known]
     if missing:

@@ -9,8 +9,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from kgov_train.run_folder import METRICS, TRAINING, read_jsonl, read_manifest
+
 log = logging.getLogger("kgov_train")
-TRAINING = ("pretrain", "sft", "dpo")
 
 
 def _plt():
@@ -40,25 +41,14 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-
 def gather_run(run_dir: Path, training: list[str] | tuple[str, ...] = TRAINING) -> dict[str, Any]:
     """What the upstream stages left: loss curves of the `training` stages, data funnel, tokenizer figures (each
     absent when missing)."""
     out: dict[str, Any] = {"training": {}, "data": None, "tokenizer": None}
     for stage in training:
-        rows = read_jsonl(run_dir / stage / "metrics.jsonl")
+        rows = read_jsonl(run_dir / stage / METRICS)
         if rows:
-            m = _manifest(run_dir / stage)
+            m = read_manifest(run_dir / stage)
             out["training"][stage] = {
                 "steps": [r.get("step") for r in rows if isinstance(r.get("loss"), (int, float))],
                 "loss": [r.get("loss") for r in rows if isinstance(r.get("loss"), (int, float))],
@@ -66,7 +56,7 @@ def gather_run(run_dir: Path, training: list[str] | tuple[str, ...] = TRAINING) 
                 "eval_loss": _first((m.get("metrics") or {}), "validation_loss", "eval_loss"),
                 "held_out": (m.get("metrics") or {}).get("held_out"),  # dpo: preference on held-out pairs
             }
-    dm = (_manifest(run_dir / "data").get("metrics") or {})
+    dm = (read_manifest(run_dir / "data").get("metrics") or {})
     if dm:
         out["data"] = {"docs_in": dm.get("docs_in"), "rejected_by_reason": dm.get("rejected_by_reason") or {},
                        "docs_kept": dm.get("docs_kept"), "docs_rejected": dm.get("docs_rejected"),
@@ -87,13 +77,6 @@ def gather_run(run_dir: Path, training: list[str] | tuple[str, ...] = TRAINING) 
 
 def _first(d: dict[str, Any], *keys: str) -> Any:
     return next((d[k] for k in keys if d.get(k) is not None), None)
-
-
-def _manifest(stage_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((stage_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def plots(out_dir: Path, run: dict[str, Any], ppl: dict[str, Any], bench: dict[str, Any]) -> list[str]:

@@ -18,31 +18,25 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.hashing import sha256_file
-from kgov_train.config.sections import SFT_NAME
+from kgov_train.manifest import git_commit, versions
+from kgov_train.run_folder import MANIFEST, NEEDS, TRAINING, is_training, read_json
 
 PAPERS = ("MODEL_CARD.md", "bom.json")
-TRAIN_STAGES = ("pretrain", "sft", "dpo")  # and named SFT stages, sft_<name>
 # Per-file document counts stream data/clean and data/rejected; above this many (compressed) bytes they are skipped.
 PER_FILE_COUNT_MAX_BYTES = 4 << 30
 _INPUT_SHA = re.compile(rb'"input_sha256":\s*"([0-9a-f]{64})"')
 
 
-def is_training(stage: str) -> bool:
-    return stage in TRAIN_STAGES or bool(SFT_NAME.match(stage))
-
-
 def lineage(run_dir: Path, stage: str) -> list[str]:
     """The stages `stage` was built from, oldest first, as its manifests record them (inputs' from_stage): the
     recipe's chain as it ran, named SFT stages included, without needing the recipe. A manifest that records no
-    upstream inputs falls back to the fixed chain's (kgov_train.stages.STAGES)."""
-    from kgov_train.stages import STAGES
-
+    upstream inputs falls back to the fixed chain's (kgov_train.run_folder.NEEDS)."""
     order: list[str] = []
 
     def visit(name: str, path: tuple[str, ...]) -> None:
-        m = read_json(run_dir / name / "manifest.json") or {}
+        m = read_json(run_dir / name / MANIFEST) or {}
         ups = list(dict.fromkeys(i["from_stage"] for i in m.get("inputs", []) if "from_stage" in i))
-        for up in ups or (STAGES[name].needs if name in STAGES else ()):
+        for up in ups or NEEDS.get(name, ()):
             if up not in order and up not in path:
                 visit(up, path + (up,))
         if name not in order:
@@ -50,15 +44,6 @@ def lineage(run_dir: Path, stage: str) -> list[str]:
 
     visit(stage, (stage,))
     return order[:-1]
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
 
 
 def config_sha256(config: Any) -> str:
@@ -269,10 +254,10 @@ def evaluation_facts(run_dir: Path, manifests: dict[str, dict], stage: str, metr
         if found:
             training[name] = found
     eval_dir = run_dir / "eval"
-    em = read_json(eval_dir / "manifest.json")
+    em = read_json(eval_dir / MANIFEST)
     report_path = eval_dir / "report.json"
     if em is not None and em.get("status") == "complete":
-        results, where = em.get("metrics") or {}, str(eval_dir / "manifest.json")
+        results, where = em.get("metrics") or {}, str(eval_dir / MANIFEST)
     elif report_path.is_file():
         results, where = read_json(report_path) or {}, str(report_path)
     else:
@@ -299,15 +284,13 @@ def _flatten(d: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
 def gather(run_dir: Path, stage: str, final_dir: Path, config: dict[str, Any] | None = None,
            metrics: dict[str, Any] | None = None, recipe_name: str | None = None, device: str | None = None,
            per_file_limit: int = PER_FILE_COUNT_MAX_BYTES) -> dict[str, Any]:
-    from kgov_train.manifest import git_commit, versions
-
     if not is_training(stage):
         raise ValueError(f"stage '{stage}': papers are written for training stages only "
-                         f"({', '.join(TRAIN_STAGES)}, sft_<name>)")
+                         f"({', '.join(TRAINING)}, sft_<name>)")
     run_dir, final_dir = Path(run_dir), Path(final_dir)
     upto = lineage(run_dir, stage)
-    manifests = {n: m for n in upto if (m := read_json(run_dir / n / "manifest.json")) is not None}
-    own = read_json(run_dir / stage / "manifest.json") or {}
+    manifests = {n: m for n in upto if (m := read_json(run_dir / n / MANIFEST)) is not None}
+    own = read_json(run_dir / stage / MANIFEST) or {}
     try:  # a re-generation keeps what only the live run knew (device, recipe name)
         previous = read_json(final_dir / "bom.json") or {}
     except ValueError:

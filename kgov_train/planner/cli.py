@@ -12,7 +12,7 @@ import sys
 from typing import Optional
 
 from kgov_train import assets
-from kgov_train.config.validate import RecipeError
+from kgov_train.errors import RecipeError
 from kgov_train.planner.report import Settings, make_plan, render
 
 USAGE = __doc__.splitlines()[0].strip("`.")

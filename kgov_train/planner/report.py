@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig
 
-from kgov_train.config.validate import RecipeError
+from kgov_train.errors import RecipeError
 from kgov_train.planner import memory as M
 from kgov_train.planner.model import CHINCHILLA_TOKENS_PER_PARAM, Shape
 from kgov_train.train.model import round_up

@@ -14,16 +14,24 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from kgov_train.stages import StageContext, StageResult
+from kgov_train.config.schema import DPOLoss
+from kgov_train.run_folder import StageContext, StageResult
+from kgov_train.stages.checks import chat_problems
+from kgov_train.train.chat_stage import external_inputs as chat_inputs
 
 log = logging.getLogger("kgov_train")
 
 _REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
 
 
-def external_inputs(cfg: DictConfig, name: str = "dpo") -> list[Path]:
-    from kgov_train.train.chat_stage import external_inputs as chat_inputs
+def check(cfg: DictConfig, name: str = "dpo") -> list[str]:
+    errors = chat_problems(cfg, name)
+    if not cfg.dpo.beta > 0:
+        errors.append(f"dpo.beta: must be > 0, got {cfg.dpo.beta}")
+    return errors
 
+
+def external_inputs(cfg: DictConfig, name: str = "dpo") -> list[Path]:
     return chat_inputs(cfg, name)
 
 
@@ -31,16 +39,17 @@ def run(ctx: StageContext) -> StageResult:
     from transformers import set_seed
     from trl import DPOConfig
 
+    from kgov_train.train import arguments, callbacks, final, preference, resume
     from kgov_train.train import chat_stage as C
-    from kgov_train.train import common, preference
+    from kgov_train.train.model_files import count_parameters, load_model_dir, set_special_tokens
 
     cfg, st, base = ctx.cfg, C.ChatStage.of(ctx), ctx.base
     s = st.s
-    common.quiet_nonzero_ranks(ctx)
+    callbacks.quiet_nonzero_ranks(ctx)
 
     set_seed(cfg.seed)
     args = DPOConfig(
-        **common.training_kwargs(cfg, "dpo", ctx.stage_dir, world_size=ctx.world_size),
+        **arguments.training_kwargs(cfg, "dpo", ctx.stage_dir, world_size=ctx.world_size),
         max_length=int(s.max_length),
         beta=float(s.beta),
         loss_type=[str(s.loss_type)],
@@ -50,13 +59,13 @@ def run(ctx: StageContext) -> StageResult:
     model, tokenizer, peft_config = C.load_model(ctx, st)
     ref_model = None  # LoRA: the policy with its adapter disabled; precomputed: TRL scores the policy before training
     if preference.needs_reference_model(peft_config is not None, bool(s.precompute_ref_log_probs)):
-        ref_model, _ = common.load_model_dir(base, "dpo (reference)", cfg.model.attn_implementation)
-        common.set_special_tokens(ref_model, tokenizer)
+        ref_model, _ = load_model_dir(base, "dpo (reference)", cfg.model.attn_implementation)
+        set_special_tokens(ref_model, tokenizer)
         ref_model.config.use_cache = False
     data = C.load_data(ctx, st, tokenizer)
-    parameters = common.count_parameters(model)
+    parameters = count_parameters(model)
 
-    callback = common.MetricsCallback("dpo", ctx.stage_dir, ctx.is_main)
+    callback = callbacks.MetricsCallback("dpo", ctx.stage_dir, ctx.is_main)
     train, validation = C.to_dataset(data.train), C.to_dataset(data.validation) if data.validation else None
     if s.precompute_ref_log_probs:  # TRL caches the reference log-probs next to a file-backed dataset
         train = preference.shared_dataset(train, ctx.stage_dir / "datasets" / "train", ctx.is_main)
@@ -65,18 +74,18 @@ def run(ctx: StageContext) -> StageResult:
     trainer = preference.PreferenceTrainer(model=model, ref_model=ref_model, args=args, train_dataset=train,
                                            eval_dataset=validation, processing_class=tokenizer, callbacks=[callback],
                                            peft_config=peft_config)
-    common.prepare_trainer(trainer)
+    callbacks.prepare_trainer(trainer, cfg, "dpo")
     if ctx.is_main:
         t = data.stats["totals"]
         log.info("dpo: %d preference pairs (%d rejected, %s truncated, %s dropped), %d held out, beta %s, loss %s, "
                  "reference %s, from %s", len(data.train), t["rejected"], t["truncated"], t["dropped"],
                  len(data.validation), s.beta, s.loss_type, _reference(peft_config, s), base)
-    output, resumed = common.train(ctx, "dpo", trainer)
+    output, resumed = resume.train(ctx, "dpo", trainer)
     # After training (under DeepSpeed it must be): the held-out pairs scored by the trained policy and by the
     # reference, which is the model before training.
     held_out = preference.heldout_metrics(trainer) if validation is not None else None
 
-    rows = common.logged_steps(ctx, callback)
+    rows = callbacks.logged_steps(ctx, callback)
     last = rows[-1] if rows else {}
     extra = {
         **C.data_metrics(data, trainer),
@@ -92,7 +101,7 @@ def run(ctx: StageContext) -> StageResult:
         log.info("dpo: %d held-out pairs: chosen preferred (log-prob) %s before -> %s after; reward accuracy %s, "
                  "margin %s", held_out["pairs"], held_out["logp_accuracy_before"], held_out["logp_accuracy"],
                  held_out["reward_accuracy"], held_out["reward_margin"])
-    return common.finish(ctx, "dpo", trainer, output, resumed, callback, parameters, extra, outputs=[C.REJECTS])
+    return final.finish(ctx, "dpo", trainer, output, resumed, callback, parameters, extra, outputs=[C.REJECTS])
 
 
 def _reference(peft_config, s) -> str:

@@ -6,7 +6,7 @@ For eval.model_stage (default dpo, must be complete) and every other stage of ev
   - lm-evaluation-harness benchmarks (hf backend) on LOCAL task files: examples/eval/tasks plus eval.task_dirs,
     eval.tasks by name, eval.limit items per task (kgov_train.evaluation.harness);
 then report.md / report.json with tables and PNG plots of the whole run (training loss curves, the data funnel,
-tokenizer figures). Nothing is downloaded: HF_*_OFFLINE are set before anything is loaded.
+tokenizer figures). Nothing is downloaded: the CLI runs it with kgov_train.offline.OFFLINE_ENV (HF_*_OFFLINE).
 """
 
 from __future__ import annotations
@@ -19,18 +19,31 @@ from typing import Any
 from omegaconf import DictConfig
 
 from kgov_train import assets
-from kgov_train.manifest import Manifest, ManifestError
-from kgov_train.stages import StageContext, StageResult
+from kgov_train.errors import ManifestError
+from kgov_train.evaluation import generate, harness, perplexity, report
+from kgov_train.manifest import Manifest
+from kgov_train.run_folder import FINAL, StageContext, StageResult
+from kgov_train.stages import chain, selected
 
 log = logging.getLogger("kgov_train")
 
-FINAL = "final"
 TASKS_DIR = assets.EXAMPLES / "eval" / "tasks"
 OUTPUTS = ("report.md", "report.json", "generations.jsonl", "lm_eval_results.json")
 
 
 def task_folders(cfg: DictConfig) -> list[Path]:
     return [TASKS_DIR] + [Path(str(p)) for p in cfg.eval.task_dirs]
+
+
+def check(cfg: DictConfig, name: str = "eval") -> list[str]:
+    names = [s.name for s in chain(cfg) if s.distributed]
+    errors = []
+    if str(cfg.eval.model_stage) not in names:
+        errors.append(f"eval.model_stage: one of the run's training stages {names}, got '{cfg.eval.model_stage}'")
+    unknown = [s for s in cfg.eval.stages if s not in names and s != "sft"]
+    if unknown:
+        errors.append(f"eval.stages: {unknown} are not training stages of the run ({names})")
+    return errors
 
 
 def models(cfg: DictConfig) -> dict[str, Path]:
@@ -44,8 +57,6 @@ def models(cfg: DictConfig) -> dict[str, Path]:
                             "run it first")
     if not (run_dir / main / FINAL / "config.json").is_file():
         raise ManifestError(f"stage 'eval': {run_dir / main / FINAL} holds no model (eval.model_stage={main})")
-    from kgov_train.stages import selected
-
     # in chain order; "sft" names every SFT stage (sft_general, sft_domain, ...)
     names = [s.name for s in selected(cfg, [*[str(s) for s in cfg.eval.stages], main])]
     found = {name: run_dir / name / FINAL for name in names
@@ -56,19 +67,12 @@ def models(cfg: DictConfig) -> dict[str, Path]:
 
 def external_inputs(cfg: DictConfig, name: str = "eval") -> list[Path]:
     """The evaluated models, the prompts and the task folders: a change to any reruns the stage."""
-    from kgov_train.evaluation.harness import task_data_files
-
-    return [*models(cfg).values(), Path(str(cfg.eval.prompts)), *task_data_files(task_folders(cfg))]
+    return [*models(cfg).values(), Path(str(cfg.eval.prompts)), *harness.task_data_files(task_folders(cfg))]
 
 
 def run(ctx: StageContext) -> StageResult:
-    from kgov_train.evaluation import harness
-
-    harness.set_offline()  # before transformers/datasets/lm_eval are imported
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from kgov_train.evaluation import generate, perplexity, report
 
     cfg, e = ctx.cfg, ctx.cfg.eval
     out = ctx.stage_dir
@@ -117,8 +121,6 @@ def run(ctx: StageContext) -> StageResult:
         for row in side_by_side:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     (out / "lm_eval_results.json").write_text(json.dumps(raw, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-
-    from kgov_train.stages import chain
 
     run = report.gather_run(ctx.run_dir, [s.name for s in chain(cfg) if s.distributed])
     for old in out.glob("*.png"):

@@ -14,9 +14,31 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from kgov_train.stages import StageContext, StageResult
+from kgov_train.errors import TrainDataError, TrainingInterrupted
+from kgov_train.run_folder import CHECKPOINTS, StageContext, StageResult
+from kgov_train.stages.checks import training_problems
+from kgov_train.train.schedule import ScheduleError, pretrain_schedule
 
 log = logging.getLogger("kgov_train")
+
+
+def check(cfg: DictConfig, name: str = "pretrain") -> list[str]:
+    s, errors = training_problems(cfg, name)
+    try:
+        pretrain_schedule(cfg.pretrain, int(cfg.nnodes) * int(cfg.nproc_per_node))
+    except ScheduleError as e:
+        errors.append(str(e))
+    if cfg.pretrain.spike.factor <= 1:
+        errors.append(f"pretrain.spike.factor: must be > 1, got {cfg.pretrain.spike.factor}")
+    m = cfg.model
+    if cfg.pretrain.seq_len > m.max_position_embeddings:
+        errors.append(f"pretrain.seq_len: {cfg.pretrain.seq_len} exceeds model.max_position_embeddings="
+                      f"{m.max_position_embeddings}")
+    if m.hidden_size % m.num_attention_heads:
+        errors.append("model.hidden_size: must be divisible by model.num_attention_heads")
+    if m.init_from and not Path(m.init_from).is_dir():
+        errors.append(f"model.init_from: '{m.init_from}' is not a local folder (no hub downloads)")
+    return errors
 
 
 def external_inputs(cfg: DictConfig, name: str = "pretrain") -> list[Path]:
@@ -27,16 +49,16 @@ def external_inputs(cfg: DictConfig, name: str = "pretrain") -> list[Path]:
 def run(ctx: StageContext) -> StageResult:
     from transformers import AutoTokenizer, TrainingArguments, default_data_collator, set_seed
 
-    from kgov_train.train import common
+    from kgov_train.train import arguments, callbacks, final, resume
     from kgov_train.train import engine as E
-    from kgov_train.train.data import PackedTokens, TrainDataError, check_shards
-    from kgov_train.train.interrupt import TrainingInterrupted
+    from kgov_train.train.data import PackedTokens, check_shards
+    from kgov_train.train.distributed import barrier
     from kgov_train.train.model import build_pretrain_model
-    from kgov_train.train.schedule import pretrain_schedule
+    from kgov_train.train.model_files import count_parameters
 
     cfg, s = ctx.cfg, ctx.cfg.pretrain
     tok_dir, shards_dir = ctx.upstream["tokenizer"], ctx.upstream["shards"]
-    ckpt_dir = ctx.stage_dir / common.CHECKPOINTS
+    ckpt_dir = ctx.stage_dir / CHECKPOINTS
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
     index = check_shards(shards_dir, tok_dir, tokenizer)
     sched = pretrain_schedule(s, ctx.world_size)
@@ -52,16 +74,16 @@ def run(ctx: StageContext) -> StageResult:
         val_tokens = int(index["splits"]["validation"].get("tokens", 0))
         if val_tokens >= 2:  # a split shorter than seq_len is scored as one shorter sequence
             val_ds = PackedTokens(shards_dir, "validation", min(s.seq_len, val_tokens), max_items=s.eval_sequences)
-    common.quiet_nonzero_ranks(ctx)
+    callbacks.quiet_nonzero_ranks(ctx)
 
     set_seed(cfg.seed)
-    args = TrainingArguments(**common.training_kwargs(
+    args = TrainingArguments(**arguments.training_kwargs(
         cfg, "pretrain", ctx.stage_dir, count_tokens="all", world_size=ctx.world_size,
         max_steps=sched.max_steps, gradient_accumulation_steps=sched.gradient_accumulation_steps,
         warmup_steps=sched.warmup_steps, lr_scheduler_type=sched.scheduler, lr_scheduler_kwargs=sched.scheduler_kwargs,
         ignore_data_skip=True))  # the resumable sampler positions the data itself
     model, model_info = build_pretrain_model(cfg, tokenizer, tok_dir)
-    parameters = common.count_parameters(model)
+    parameters = count_parameters(model)
     m = model.config
     per_token = E.flops_per_token(parameters, m.num_hidden_layers, m.hidden_size, s.seq_len)
     if ctx.is_main:
@@ -71,7 +93,7 @@ def run(ctx: StageContext) -> StageResult:
                  sched.gradient_accumulation_steps, sched.max_steps)
 
     stats = E.StepStats()
-    callback = common.MetricsCallback("pretrain", ctx.stage_dir, ctx.is_main, step_stats=stats,
+    callback = callbacks.MetricsCallback("pretrain", ctx.stage_dir, ctx.is_main, step_stats=stats,
                                       flops_per_token=per_token,
                                       peak_flops=ctx.world_size * float(cfg.cluster.peak_tflops_per_device) * 1e12)
     trainer = E.PretrainTrainer(model=model, args=args, train_dataset=train_ds, data_collator=default_data_collator,
@@ -84,21 +106,21 @@ def run(ctx: StageContext) -> StageResult:
     stop = E.Preemption(trainer)
     trainer.add_callback(stop)
     stop.install()
-    common.prepare_trainer(trainer)
+    callbacks.prepare_trainer(trainer, cfg, "pretrain")
 
     def position_data(checkpoint):
-        step = common.checkpoint_step(checkpoint)
+        step = resume.checkpoint_step(checkpoint)
         trainer.start_step = step
         trainer.start_sample = step * trainer.samples_per_step + E.data_shift(ckpt_dir, step)
 
-    output, resumed = common.train(ctx, "pretrain", trainer, before_train=position_data)
+    output, resumed = resume.train(ctx, "pretrain", trainer, before_train=position_data)
     if stop.stopped == "rollback":
         spike = trainer.rollback_at or {}
-        done = common.complete_checkpoints(ckpt_dir)
-        back_to = common.checkpoint_step(done[-1] if done else None)
+        done = resume.complete_checkpoints(ckpt_dir)
+        back_to = resume.checkpoint_step(done[-1] if done else None)
         if ctx.is_main:  # the steps after the checkpoint, up to the spike, are trained on other data next time
             E.add_data_shift(ckpt_dir, back_to, (spike["step"] - back_to) * trainer.samples_per_step, spike["step"])
-        common.barrier()
+        barrier()
         raise TrainingInterrupted("rollback", f"loss spike at step {spike.get('step')}: back to step {back_to}, "
                                               f"data of steps {back_to + 1}-{spike.get('step')} skipped")
     if stop.stopped:
@@ -118,4 +140,4 @@ def run(ctx: StageContext) -> StageResult:
         if ctx.is_main:
             log.info("pretrain: validation loss %.4f, perplexity %.2f over %d sequences", loss,
                      extra["validation_perplexity"], len(val_ds))
-    return common.finish(ctx, "pretrain", trainer, output, resumed, callback, parameters, extra)
+    return final.finish(ctx, "pretrain", trainer, output, resumed, callback, parameters, extra)

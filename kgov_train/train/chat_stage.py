@@ -13,8 +13,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from kgov_train.chat import input_files, load_chat_data
 from kgov_train.config.sections import chat_kind, key_of, section
-from kgov_train.stages import StageContext
+from kgov_train.run_folder import StageContext
+from kgov_train.train import lora
+from kgov_train.train.model_files import load_model_dir, need_chat_template, set_special_tokens
 
 REJECTS = "rejects"  # <stage_dir>/rejects/rejected.jsonl, sealed with the stage's outputs
 
@@ -36,31 +39,25 @@ class ChatStage:
 
 def external_inputs(cfg: DictConfig, name: str) -> list[Path]:
     """Every input file of every dataset of the stage (their hashes go into the manifest and the BOM)."""
-    from kgov_train.chat import input_files
-
     return [f.path for f in input_files(section(cfg, name), chat_kind(name), key_of(cfg, name))]
 
 
 def load_model(ctx: StageContext, stage: ChatStage):
     """The upstream final/ model (4-bit for QLoRA), its tokenizer with a chat template, special tokens set, and the
     peft config (None without LoRA). Call it after the trainer arguments: under ZeRO-3 the model loads partitioned."""
-    from kgov_train.train import common, lora
-
     attn = ctx.cfg.model.attn_implementation
     if lora.qlora(ctx.cfg, stage.name):
         model, tokenizer = lora.load_qlora_base(ctx.cfg, stage.name, ctx.base, attn)
     else:
-        model, tokenizer = common.load_model_dir(ctx.base, stage.name, attn)
-    common.need_chat_template(tokenizer, ctx.base, stage.name)
-    common.set_special_tokens(model, tokenizer)
+        model, tokenizer = load_model_dir(ctx.base, stage.name, attn)
+    need_chat_template(tokenizer, ctx.base, stage.name)
+    set_special_tokens(model, tokenizer)
     model.config.use_cache = False
     return model, tokenizer, lora.peft_config(ctx.cfg, stage.name, model)
 
 
 def lora_metrics(stage: ChatStage, trainer) -> dict[str, Any]:
     """The LoRA settings and the parameters the optimizer updated (all of them in full fine-tuning)."""
-    from kgov_train.train import lora
-
     lo = stage.s.lora
     on = lora.is_lora_trainer(trainer)
     return {"lora": ({"r": int(lo.r), "alpha": int(lo.alpha), "dropout": float(lo.dropout),
@@ -73,8 +70,6 @@ def lora_metrics(stage: ChatStage, trainer) -> dict[str, Any]:
 def load_data(ctx: StageContext, stage: ChatStage, tokenizer):
     """Train and validation records (kgov_train.chat.ChatData), lengths measured with the stage's tokenizer.
     Every rank loads the same records (deterministic for the seed); the rejects file is replaced atomically."""
-    from kgov_train.chat import load_chat_data
-
     return load_chat_data(stage.s, stage.kind, stage.key, ctx.stage_dir, int(ctx.cfg.seed), tokenizer)
 
 

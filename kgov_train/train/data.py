@@ -12,11 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from kgov_train.errors import TrainDataError
+
 log = logging.getLogger("kgov_train")
-
-
-class TrainDataError(ValueError):
-    """Training inputs that cannot be used (mismatched tokenizer, empty split, no valid record)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------

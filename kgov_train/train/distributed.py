@@ -1,10 +1,13 @@
-"""Process-group set-up shared by every training stage."""
+"""The process group: set up once per training process, and the few collectives the stages use (each a no-op
+outside torch.distributed, so the same code runs in one plain process)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -48,3 +51,40 @@ def init_distributed(cfg: DictConfig) -> tuple[int, int]:
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend=cfg.cluster.backend)
     return dist.get_rank(), dist.get_world_size()
+
+
+def _group():
+    """torch.distributed when a group of more than one process is up, else None."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist
+    return None
+
+
+def barrier() -> None:
+    dist = _group()
+    if dist is not None:
+        dist.barrier()
+
+
+def broadcast(obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (a picklable object)."""
+    dist = _group()
+    if dist is None:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_reduce(value: float, op: str = "mean") -> float:
+    """The mean (or max) of a float over every rank."""
+    dist = _group()
+    if dist is None:
+        return value
+    import torch
+
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return float(t.item()) / (1 if op == "max" else dist.get_world_size())

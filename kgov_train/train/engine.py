@@ -27,20 +27,12 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
+from kgov_train.train.distributed import all_reduce
+
 log = logging.getLogger("kgov_train")
 
 DATA_SHIFT = "data_shift.json"
 SPIKES = "spikes.jsonl"
-
-
-def _all_reduce(value: float, op: str = "mean") -> float:
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
-    return float(t.item()) / (1 if op == "max" else dist.get_world_size())
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -112,8 +104,6 @@ class SpikeGuard:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-# Fault injection for tests and drills: the step that reads this global sample gets its loss multiplied by 100.
-FAULT_ENV = "KGOV_FAULT_SPIKE_AT_SAMPLE"
 
 
 class PretrainTrainer(Trainer):
@@ -150,18 +140,18 @@ class PretrainTrainer(Trainer):
             ds, batch_size=args.per_device_train_batch_size, sampler=_Take(sampler, per_rank),
             collate_fn=self.data_collator, num_workers=args.dataloader_num_workers, drop_last=True)
 
+    def step_samples(self, step: int) -> range:
+        """The global samples (all ranks) optimizer step `step` (1-based) reads, data shifts included."""
+        first = self.start_sample + (step - 1 - self.start_step) * self.samples_per_step
+        return range(first, first + self.samples_per_step)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         guard = self.spike_guard
         if guard is None or not model.training:
             return out
         loss = out[0] if return_outputs else out
-        fault = os.environ.get(FAULT_ENV)
-        if fault:
-            first = self.start_sample + (int(self.state.global_step) - self.start_step) * self.samples_per_step
-            if first <= int(fault) < first + self.samples_per_step:
-                loss = loss * 100.0
-        mean = _all_reduce(float(loss.detach().float().item()))
+        mean = all_reduce(float(loss.detach().float().item()))
         if guard.check(mean, int(self.state.global_step)):
             for group in self.optimizer.param_groups:  # this step moves no weight (lr and weight decay scale by lr)
                 group["lr"] = 0.0
@@ -210,7 +200,7 @@ class Preemption(TrainerCallback):
         self.signal = signum
 
     def on_step_end(self, args, state, control, **kwargs):
-        got = _all_reduce(float(self.signal or 0), op="max")  # one rank signalled is enough; all must stop alike
+        got = all_reduce(float(self.signal or 0), op="max")  # one rank signalled is enough; all must stop alike
         if got:
             self.stopped = f"preempted by {signal.Signals(int(got)).name}"
             control.should_save = True

@@ -6,7 +6,7 @@ What a stage does with it (all ranks unless said otherwise):
     peft_cfg = lora.peft_config(cfg, name, model)        # None when <key>.lora.enabled is false
     trainer = SFTTrainer(model=model, ..., peft_config=peft_cfg)  # DPOTrainer: also ref_model=None with LoRA
     ...
-    lora.save_merged(trainer, final, base=ctx.base, is_main=ctx.is_main)   # from common.save_final
+    lora.save_merged(trainer, final, base=ctx.base, is_main=ctx.is_main)   # from final.save_final
 
 final/ is a plain transformers model (the adapter merged into the base, modules_to_save included) that loads without
 peft; <stage_dir>/adapter/ holds adapter_config.json and adapter_model.safetensors (and the tokenizer).
@@ -28,6 +28,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from kgov_train.config.sections import key_of, section, where
+from kgov_train.train.distributed import barrier
+from kgov_train.train.model_files import set_special_tokens
 
 log = logging.getLogger("kgov_train")
 
@@ -96,7 +98,7 @@ def quantization_config(cfg: DictConfig, name: str):
 def load_qlora_base(cfg: DictConfig, name: str, path: Path, attn_implementation: str = "sdpa"):
     """The upstream final/ model in 4-bit on this process's GPU, prepared for k-bit training, and its tokenizer.
 
-    Call it after the trainer arguments are built (as common.load_model_dir). The stage's gradient_checkpointing
+    Call it after the trainer arguments are built (as model_files.load_model_dir). The stage's gradient_checkpointing
     setting is left to the Trainer (activation_checkpointing), so prepare_model_for_kbit_training does not switch it on.
     """
     import torch
@@ -106,7 +108,7 @@ def load_qlora_base(cfg: DictConfig, name: str, path: Path, attn_implementation:
 
     bnb = quantization_config(cfg, name)
     if bnb is None:
-        raise LoraSetupError(f"{key_of(cfg, name)}.lora.qlora is false: load the base with common.load_model_dir")
+        raise LoraSetupError(f"{key_of(cfg, name)}.lora.qlora is false: load the base with model_files.load_model_dir")
     if not torch.cuda.is_available():
         raise LoraSetupError(f"{key_of(cfg, name)}.lora.qlora=true: no CUDA device visible to this process")
     if not (path / "config.json").is_file():
@@ -242,13 +244,6 @@ def _without_zero3():
         hf_ds._hf_deepspeed_config_weak_ref = saved
 
 
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def merge_adapter(base: Path, adapter_dir: Path, out: Path, tokenizer=None) -> Path:
     """base (a model folder) + the adapter in adapter_dir, merged in fp32 on CPU and saved to `out` as a plain model.
 
@@ -262,8 +257,6 @@ def merge_adapter(base: Path, adapter_dir: Path, out: Path, tokenizer=None) -> P
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, device_map=None)
         merged = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).merge_and_unload()
     if tokenizer is not None:
-        from kgov_train.train.common import set_special_tokens
-
         set_special_tokens(merged, tokenizer)
     merged.config.use_cache = True
     if getattr(merged, "generation_config", None) is not None:
@@ -282,12 +275,12 @@ def save_merged(trainer, final: Path, base: Path, is_main: bool, tokenizer=None)
     Every rank must call it: trainer.save_model gathers the adapter's parameters (under ZeRO-3 they are partitioned;
     transformers consolidates only the trainable ones for a peft model). Rank 0 then loads the base whole on CPU,
     applies the adapter, merges and saves; the others wait at the final barrier. `final` must not exist or be empty
-    (common.save_final clears it first).
+    (final.save_final clears it first).
     """
     adapter_dir = final.parent / ADAPTER
     if is_main and adapter_dir.exists():
         shutil.rmtree(adapter_dir)
-    _barrier()
+    barrier()
     trainer.save_model(str(adapter_dir))
     if is_main:
         (adapter_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle of the arguments
@@ -296,5 +289,5 @@ def save_merged(trainer, final: Path, base: Path, is_main: bool, tokenizer=None)
             raise RuntimeError(f"{adapter_dir}: save_model wrote no {missing}; is the trained model a peft model?")
         merge_adapter(base, adapter_dir, final, tokenizer)
         log.info("LoRA: adapter in %s, merged model in %s (base %s)", adapter_dir, final, base)
-    _barrier()
+    barrier()
     return adapter_dir

@@ -81,7 +81,7 @@ def build_pretrain_model(cfg: DictConfig, tokenizer, tokenizer_dir: Path | None 
     import torch
     from transformers import AutoModelForCausalLM
 
-    from kgov_train.train.common import set_special_tokens
+    from kgov_train.train.model_files import set_special_tokens
 
     m = cfg.model
     if m.init_from:

@@ -20,10 +20,14 @@ reads (shared_dataset), see there.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import torch
 from trl import DPOTrainer
+
+from kgov_train.train.distributed import barrier
 
 FIGURES = ("pairs", "reward_accuracy", "reward_margin", "logp_accuracy", "logp_margin", "logp_accuracy_before",
            "logp_margin_before")
@@ -98,10 +102,6 @@ def shared_dataset(dataset, folder, is_main: bool):
     FileNotFoundError. Emptying the folder also keeps a run from reusing another model's cached log-probs: TRL keys
     the cache by a hash of the model's state_dict, which under ZeRO-3 holds only empty partitions.
     """
-    import shutil
-    from pathlib import Path
-
-    import torch.distributed as dist
     from datasets import load_from_disk
 
     folder = Path(folder)
@@ -109,8 +109,7 @@ def shared_dataset(dataset, folder, is_main: bool):
         if folder.exists():
             shutil.rmtree(folder)
         dataset.save_to_disk(str(folder))
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    barrier()
     return load_from_disk(str(folder))
 
 

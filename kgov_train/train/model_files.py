@@ -1,0 +1,42 @@
+"""A model folder (an upstream final/) loaded for training, and what is set on a model before it is saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kgov_train.errors import TrainDataError
+
+
+def count_parameters(model) -> int:
+    """All parameters, also when ZeRO-3 has already partitioned them (ds_numel)."""
+    return int(sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters()))
+
+
+def set_special_tokens(model, tokenizer) -> None:
+    """The tokenizer's bos/eos/pad ids on the model config and generation config (saved with final/)."""
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}
+    for k, v in ids.items():
+        setattr(model.config, k, v)
+        if getattr(model, "generation_config", None) is not None:
+            setattr(model.generation_config, k, v)
+
+
+def load_model_dir(path: Path, what: str, attn_implementation: str = "sdpa"):
+    """A model and its tokenizer from an upstream stage's final/ folder (local only).
+
+    Loaded in fp32: with bf16/fp16 DeepSpeed casts the module itself and keeps fp32 master weights.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{what}: {path} holds no model (config.json missing); rerun the upstream stage")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn_implementation)
+    return model, tokenizer
+
+
+def need_chat_template(tokenizer, where: Path, name: str) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        raise TrainDataError(f"{name}: the tokenizer in {where} has no chat template; the tokenizer stage sets one")
