@@ -21,6 +21,7 @@ from kgov_train import assets, offline, pipeline
 from kgov_train.config.schema import register
 from kgov_train.errors import LaunchError, ManifestError, RecipeError, RunFolderBusy, StageFailed, SubmitError
 from kgov_train.launch import LOCK_ARG, PLANNED_ARG, under_torchrun
+from kgov_train.run_folder import CHAIN
 from kgov_train.planner.cli import main as plan_main
 from kgov_train.slurm import submit
 
@@ -85,7 +86,7 @@ def _usage() -> str:
 Recipes here ({assets.RECIPES / 'recipe'}): {', '.join(_recipes())}
 
 Keys used most (every key, its type and default: kgov-train recipe=X --cfg job):
-  run_dir=runs/<recipe>  stages=[data,tokenizer,shards,pretrain,sft,dpo,eval]  force=true  seed=42
+  run_dir=runs/<recipe>  stages=[{",".join(CHAIN)}]  force=true  seed=42
   nproc_per_node=N  nnodes=N  model=tiny|125m|1b|7b|13b  cluster=<profile>  deepspeed=zero1|zero2|zero3
   data.inputs=[...]  data.dedup.near=true  data.pii.salt=${{oc.env:KGOV_PII_SALT}}
   pretrain.max_steps=N  sft.data=[...]  dpo.data=[...]

@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from data_prep.corpus.pipeline import CorpusSettings
-from kgov_train.run_folder import CHAIN
+from kgov_train.run_folder import CHAIN, TRAINING
 
 
 def _choices(name: str, values: str) -> type[StrEnum]:
@@ -234,7 +234,7 @@ class EvalConfig:
     """`eval`: perplexity, greedy generations and lm-evaluation-harness benchmarks of the trained models (CPU ok)."""
 
     model_stage: str = "dpo"  # the model evaluated; must be complete
-    stages: List[str] = field(default_factory=lambda: ["pretrain", "sft", "dpo"])  # compared too, when complete
+    stages: List[str] = field(default_factory=lambda: list(TRAINING))  # compared too, when complete
     seq_len: Optional[int] = None  # perplexity window in tokens; null: pretrain.seq_len
     max_tokens_per_source: int = 200_000  # validation tokens scored per source, at most
     prompts: str = "${kgov_root:}/examples/eval/prompts.jsonl"  # jsonl: {"id", "prompt"}

@@ -7,7 +7,7 @@ from typing import Any
 # Below this many parameters a model is a pipeline smoke test, not an assistant.
 USABLE_MIN_PARAMETERS = 100_000_000
 _HPARAMS = ("learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "micro_batch_size",
-            "gradient_accumulation_steps", "seq_len", "max_length", "tokens", "global_batch_tokens", "weight_decay",
+            "gradient_accumulation_steps", "seq_len", "max_length", "tokens", "global_batch_tokens",
             "max_grad_norm", "zero_stage", "gradient_checkpointing", "beta", "loss_type", "precompute_ref_log_probs",
             "assistant_only_loss", "packing", "overlong", "system_prompt")
 
@@ -123,6 +123,12 @@ def render_card(f: dict[str, Any]) -> str:
 
     L += ["## 하이퍼파라미터 (Hyperparameters)", ""]
     hp = {k: section[k] for k in _HPARAMS if section.get(k) is not None}
+    opt = section.get("optimizer") or {}
+    if opt:
+        hp["optimizer"] = (f"{opt.get('name')}, betas ({opt.get('beta1')}, {opt.get('beta2')}), eps {opt.get('eps')}, "
+                           f"weight decay {opt.get('weight_decay')}")
+    if section.get("trainer_args"):
+        hp["trainer_args"] = section["trainer_args"]
     if _lora_row(section):
         hp["lora"] = _lora_row(section)
     for k in ("zero_stage", "seq_len"):
