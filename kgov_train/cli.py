@@ -116,7 +116,7 @@ def main() -> None:
         if "--dry-run" in sys.argv:
             _MODE["dry_run"] = True
             sys.argv.remove("--dry-run")
-    # A torchrun child of a local chain: the plan its parent made and its hold on the run folder (launch.torchrun_stage).
+    # A torchrun child of a local chain: the plan its parent made, its hold on the run folder (launch.torchrun_stage).
     for key, prefix in (("planned", PLANNED_ARG), ("lock", LOCK_ARG)):
         for a in [a for a in sys.argv[1:] if a.startswith(prefix)]:
             _MODE[key] = a[len(prefix):]

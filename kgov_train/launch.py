@@ -63,8 +63,8 @@ def torchrun_stage(cfg: DictConfig, stage: str, overrides: list[str], fingerprin
         )
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-        f"--nproc_per_node={cfg.nproc_per_node}", "-m", "kgov_train.cli", f"{PLANNED_ARG}{fingerprint}", f"{LOCK_ARG}{lock_token}",
-        *child_overrides(overrides, stage),
+        f"--nproc_per_node={cfg.nproc_per_node}", "-m", "kgov_train.cli",
+        f"{PLANNED_ARG}{fingerprint}", f"{LOCK_ARG}{lock_token}", *child_overrides(overrides, stage),
     ]
     log.info("%s: %s", stage, " ".join(cmd[1:]))
     return subprocess.call(cmd, env=stage_env(cfg, stage))

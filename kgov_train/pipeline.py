@@ -197,10 +197,10 @@ def run_distributed_stage(cfg: DictConfig, planned: str | None = None, lock_toke
         except (ManifestError, RunFolderBusy) as e:
             decision = (type(e).__name__, str(e))  # as text: every rank raises the same plain error
     decision = broadcast(decision)
-    if isinstance(decision[0], str):
-        raise (RunFolderBusy if decision[0] == "RunFolderBusy" else ManifestError)(decision[1])
-    skip, manifest = decision
     try:
+        if isinstance(decision[0], str):
+            raise (RunFolderBusy if decision[0] == "RunFolderBusy" else ManifestError)(decision[1])
+        skip, manifest = decision
         if skip:
             if rank == 0:
                 log.info("%s: complete with the same config and inputs, skipped", stage.name)

@@ -141,7 +141,8 @@ class TrainStageConfig:
 class SpikeConfig:
     """`pretrain.spike`: what a loss spike is and what the run does about it."""
 
-    policy: SpikePolicy = SpikePolicy.skip  # none | skip (the step changes no weight) | rollback (to the last checkpoint, data window skipped)
+    # none | skip (the step changes no weight) | rollback (to the last checkpoint, data window skipped)
+    policy: SpikePolicy = SpikePolicy.skip
     factor: float = 3.0  # a loss above factor x its moving average is a spike; a non-finite loss always is
     ema_steps: int = 50  # span of the moving average
     min_steps: int = 20  # no detection before this step: the early loss falls too fast to compare

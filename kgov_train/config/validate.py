@@ -25,7 +25,8 @@ def recipe_problems(cfg: DictConfig, chain_names: list[str]) -> list[str]:
     check(cfg.nproc_per_node >= 1, f"nproc_per_node: must be >= 1, got {cfg.nproc_per_node}")
     check(cfg.nnodes >= 1, f"nnodes: must be >= 1, got {cfg.nnodes}")
     c = cfg.cluster
-    check(not (c.device == "cpu" and c.backend == "nccl"), "cluster.backend: nccl needs cluster.device=cuda; use gloo on CPU")
+    check(not (c.device == "cpu" and c.backend == "nccl"),
+          "cluster.backend: nccl needs cluster.device=cuda; use gloo on CPU")
     check(not (c.device == "cpu" and c.precision == "fp16"),
           "cluster.precision: fp16 training needs a GPU (mixed-precision loss scaling); use bf16 or fp32 on CPU")
     return errors

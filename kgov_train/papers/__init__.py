@@ -40,8 +40,9 @@ def write_papers(run_dir: Path | str, stage: str, final_dir: Path | str | None =
     """Write MODEL_CARD.md and bom.json about the model in final_dir (default <run_dir>/<stage>/final) into
     out_dir (default final_dir); returns their paths.
 
-    config: the stage's resolved config as its manifest records it; None reads the stage manifest. metrics: what is known so far (steps, tokens_seen, world_size, parameters, zero_stage,
-    flops_per_token), laid over the manifest's metrics. Raises PapersError, naming the folder, on any failure.
+    config: the stage's resolved config as its manifest records it; None reads the stage manifest.
+    metrics: what is known so far (steps, tokens_seen, world_size, parameters, zero_stage, flops_per_token),
+    laid over the manifest's metrics. Raises PapersError, naming the folder, on any failure.
     """
     run_dir = Path(run_dir)
     final = Path(final_dir) if final_dir is not None else run_dir / stage / FINAL
