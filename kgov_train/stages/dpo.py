@@ -14,7 +14,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from kgov_train.config.schema import DPOLoss
 from kgov_train.run_folder import StageContext, StageResult
 from kgov_train.stages.checks import chat_problems
 from kgov_train.train.chat_stage import external_inputs as chat_inputs
