@@ -602,8 +602,11 @@ def install_step_clock(out_json: Path, warmup: int, profile: bool) -> None:
             except ImportError:
                 continue
             owner = getattr(m, cls, None) if cls else m
-            if owner is not None and hasattr(owner, attr):
-                _wrap(T, owner, attr, label)
+            if owner is None or not hasattr(owner, attr):
+                continue
+            if mod.startswith("kgov_train") and isinstance(owner, type) and attr not in vars(owner):
+                continue  # our override is not there: the inherited method has its own line already
+            _wrap(T, owner, attr, label)
         import transformers
         from transformers.data import data_collator
 

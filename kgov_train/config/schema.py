@@ -103,7 +103,7 @@ class ShardsConfig:
 class OptimizerConfig:
     """`<stage>.optimizer`: the Trainer's optimizer (DeepSpeed uses it too unless its own config names one)."""
 
-    name: Optimizer = Optimizer.adamw_torch
+    name: Optimizer = Optimizer.adamw_torch_fused  # transformers' own default (torch >= 2.8), as before this key existed
     beta1: float = 0.9
     beta2: float = 0.999  # AdamW's default; LLM pretraining uses 0.95 (recipes/recipe/kgov_7b.yaml)
     eps: float = 1e-8
