@@ -8,6 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from kgov_train.train.model_files import set_special_tokens
+
 log = logging.getLogger("kgov_train")
 
 
@@ -81,7 +83,6 @@ def build_pretrain_model(cfg: DictConfig, tokenizer, tokenizer_dir: Path | None 
     import torch
     from transformers import AutoModelForCausalLM
 
-    from kgov_train.train.model_files import set_special_tokens
 
     m = cfg.model
     if m.init_from:
