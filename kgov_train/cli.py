@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from kgov_train import assets, offline, pipeline
 from kgov_train.config.schema import register
 from kgov_train.errors import LaunchError, ManifestError, RecipeError, RunFolderBusy, StageFailed, SubmitError
-from kgov_train.launch import LOCK_ARG, PLANNED_ARG, under_torchrun
+from kgov_train.launch import LOCK_ARG, PLANNED_ARG, ops_cache_env, under_torchrun
 from kgov_train.run_folder import CHAIN
 from kgov_train.planner.cli import main as plan_main
 from kgov_train.slurm import submit
@@ -32,7 +32,7 @@ _MODE: dict = {"submit": False, "dry_run": False, "planned": None, "lock": None}
 
 def _setup() -> None:
     # The process entry point: the only place that sets the process environment (air-gapped defaults).
-    offline.apply_defaults(os.environ)
+    offline.apply_defaults(os.environ, ops_cache_env())
     if not OmegaConf.has_resolver("kgov_root"):
         OmegaConf.register_new_resolver("kgov_root", lambda: str(assets.ROOT))
     register()

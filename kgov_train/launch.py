@@ -7,6 +7,7 @@ template runs `srun torchrun` itself (see slurm/), and every process enters
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import subprocess
@@ -29,11 +30,22 @@ def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def ops_cache_env() -> dict[str, str]:
+    """Where DeepSpeed keeps the ops it JIT-builds (the CPU shared-memory comm op at every start, cpu_adam under
+    offload): one folder per Python environment. torch's default is one folder per user and Python version, and
+    a build there records the source paths of the venv that built it, so two venvs of one user (a checkout and
+    an install, CI's clone) rebuild each other's ops at every switch: ~33 s of a smoke stage's start for the comm
+    op, minutes for cpu_adam. A TORCH_EXTENSIONS_DIR the user exported wins."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    venv = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
+    return {"TORCH_EXTENSIONS_DIR": str(cache / "torch_extensions" / f"kgov-py{sys.version_info[0]}{sys.version_info[1]}-{venv}")}
+
+
 def stage_env(cfg: DictConfig, stage: str) -> dict[str, str]:
     """The environment of a stage's torchrun: ours, the cluster profile's `env`, the offline defaults."""
     env = os.environ.copy()
     env.update({str(k): str(v) for k, v in cfg.cluster.env.items()})
-    offline.apply_defaults(env, offline.tracker_env(Path(cfg.run_dir) / stage))
+    offline.apply_defaults(env, {**offline.tracker_env(Path(cfg.run_dir) / stage), **ops_cache_env()})
     if cfg.cluster.device == "cpu":
         env.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed skips its GPU probe and the warning that comes with it
     # Leave one core's worth of threads per process instead of oversubscribing the CPU.

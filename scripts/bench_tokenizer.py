@@ -147,7 +147,7 @@ def english_text(max_chars: int = 6_000_000) -> list[str]:
     return out
 
 
-def english_baseline(out: Path, vocab: int) -> "Tokenizer":
+def english_baseline(out: Path, vocab: int):  # -> tokenizers.Tokenizer
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())

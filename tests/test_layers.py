@@ -19,7 +19,7 @@ LAYERS = [
     ["data_prep.shards"],
     ["kgov_train.errors", "kgov_train.assets", "kgov_train.offline"],
     ["kgov_train.run_folder", "kgov_train.runlock", "kgov_train.launch"],
-    ["kgov_train.manifest", "kgov_train.config"],
+    ["kgov_train.manifest", "kgov_train.config", "kgov_train.foundation"],
     ["kgov_train.chat", "kgov_train.papers", "kgov_train.evaluation"],
     ["kgov_train.train"],
     ["kgov_train.planner"],
@@ -126,13 +126,20 @@ def test_no_module_of_kgov_train_is_over_400_lines():
     assert not long, f"split these by concern: {long}"
 
 
+# Writes that are the process's own business: a worker pool's initializer runs first in a fresh process (an entry
+# point), and `tokenizers` has no API for its thread pool but an environment variable it reads at every call.
+ENV_WRITERS = {("data_prep.shards.encode", "_worker_init"), ("data_prep.shards.encode", "_single_threaded")}
+
+
 def test_library_code_never_writes_the_process_environment():
     """Only the process entry point (kgov_train/cli.py) sets os.environ; everything else hands an env to a child."""
     writes = []
     for mod, path in MODS.items():
-        if not mod.startswith("kgov_train") or mod == "kgov_train.cli":
+        if mod == "kgov_train.cli":
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        functions = [(f.name, set(map(id, ast.walk(f)))) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)]
+        for node in ast.walk(tree):
             target = None
             if isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete)):
                 for t in getattr(node, "targets", None) or [getattr(node, "target", None)]:
@@ -142,5 +149,7 @@ def test_library_code_never_writes_the_process_environment():
                     node.func.attr in ("setdefault", "update", "pop", "__setitem__"):
                 target = node.func.value
             if target is not None and ast.unparse(target) == "os.environ":
-                writes.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+                inside = {name for name, ids in functions if id(node) in ids}
+                if not any((mod, name) in ENV_WRITERS for name in inside):
+                    writes.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
     assert not writes, "os.environ written by library code: " + ", ".join(writes)

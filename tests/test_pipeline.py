@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from kgov_train.errors import ManifestError
+from kgov_train.launch import stage_env
 from kgov_train.manifest import Manifest
 from kgov_train.pipeline import run_chain
 from tests.helpers import compose_cfg
@@ -73,3 +74,16 @@ def test_new_upstream_clears_a_stage_folder(tmp_path):
     run(tmp_path, "stages=[data,tokenizer]", "data.min_chars=2000")  # drops two bills: tokenizer inputs change
     assert not marker.exists()
     assert Manifest.load(tmp_path / "tokenizer").status == "complete"
+
+
+def test_each_venv_builds_deepspeed_ops_in_its_own_cache(monkeypatch):
+    """Two venvs sharing torch's one cache folder rebuild each other's JIT ops at every switch (launch.ops_cache_env)."""
+    cfg = compose_cfg(["recipe=smoke", "run_dir=/tmp/x"])
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setattr(sys, "prefix", "/opt/venv-a")
+    a = stage_env(cfg, "pretrain")["TORCH_EXTENSIONS_DIR"]
+    monkeypatch.setattr(sys, "prefix", "/opt/venv-b")
+    b = stage_env(cfg, "pretrain")["TORCH_EXTENSIONS_DIR"]
+    assert a != b and Path(a).parent == Path(b).parent
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "/scratch/ops")  # the user's choice wins
+    assert stage_env(cfg, "pretrain")["TORCH_EXTENSIONS_DIR"] == "/scratch/ops"

@@ -60,7 +60,7 @@ def test_a_second_chain_is_refused_and_a_killed_holder_is_taken_over(upstream_ru
     refused_in = time.monotonic() - t0
     out = second.stdout + second.stderr
     assert second.returncode == 1 and "Traceback" not in out, out
-    assert f"in use by another kgov-train chain" in out and f"pid {first.pid} on host {holder['host']}" in out, out
+    assert "in use by another kgov-train chain" in out and f"pid {first.pid} on host {holder['host']}" in out, out
     assert first.poll() is None, "the refusal came after the first chain ended: it proves nothing"
     assert first.wait(timeout=300) == 0, _log(first)
     assert manifest(run_dir / "pretrain")["status"] == "complete"

@@ -10,7 +10,7 @@ saved by this test and given as model.init_from, so the comparison isolates the 
 test_fresh_init_ignores_zero_stage checks that a fresh model gets the same weights under ZeRO-3 too.
 
 Each torchrun start costs ~10 s here; the four runs go two at a time. The first ZeRO-3+offload run on a machine
-JIT-builds DeepSpeed's cpu_adam op (~2.5 min on 2 cores, cached in ~/.cache/torch_extensions afterwards).
+JIT-builds DeepSpeed's cpu_adam op (~2.5 min on 2 cores, cached per venv afterwards: launch.ops_cache_env).
 """
 
 from __future__ import annotations
