@@ -125,7 +125,8 @@ def test_index_and_manifest(run_dir, shards):
     index = R.load_index(shards)
     tok_json = run_dir / "tokenizer" / "tokenizer.json"
     assert index["format"] == "kgov-shards/2" and index["dtype"] == "uint16" and index["vocab_size"] == 2000
-    assert (index["bos_token_id"], index["eos_token_id"], index["pad_token_id"]) == (1, 2, 3)
+    assert (index["bos_token_id"], index["eos_token_id"], index["pad_token_id"]) == (1, 2, 3)  # the project's own
+    assert index["document_layout"] == "<s> text </s>" and index["document_starts_with_bos"] is True
     assert index["tokenizer_sha256"] == hashlib.sha256(tok_json.read_bytes()).hexdigest()
     train, val = index["splits"]["train"], index["splits"]["validation"]
     assert len(train["files"]) > 2 and {f["input"] for f in train["files"]} == {"00000.jsonl.gz", "00001.jsonl"}
@@ -324,12 +325,15 @@ def test_split_is_by_id_hash_deterministic_and_keeps_minimums():
 
 
 def word_tokenizer(tok_dir: Path, vocab_size: int) -> Path:
-    """A word-level tokenizer.json: "w<i>" is id i (ids 0-3 the specials), words split at spaces."""
+    """A word-level tokenizer.json: "w<i>" is id i (ids 0-3 the specials, named in tokenizer_config.json), words split
+    at spaces."""
     vocab = {**{t: i for i, t in enumerate(S.SPECIAL_TOKENS[:4])}, **{f"w{i}": i for i in range(4, vocab_size)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token=S.UNK))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok_dir.mkdir(parents=True, exist_ok=True)
     tok.save(str(tok_dir / "tokenizer.json"))
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": S.BOS, "eos_token": S.EOS, "pad_token": S.PAD, "unk_token": S.UNK}), encoding="utf-8")
     return tok_dir
 
 

@@ -21,6 +21,7 @@ from data_prep.tokenizer.build import BuildSettings, build_tokenizer
 from data_prep.tokenizer.chat_template import ChatTemplateError, render
 from data_prep.tokenizer.corpus import CorpusError
 from data_prep.tokenizer.evaluate import PROBES
+from data_prep.tokenizer.special_ids import read_special_tokens
 from data_prep.tokenizer.train import TokenizerTrainError, split_long
 from tests.helpers import REPO_ROOT
 from kgov_train.pipeline import validate
@@ -124,6 +125,8 @@ def test_special_token_ids(sp, tok_dir, auto):
         assert sp.piece_to_id(piece) == i and fast.token_to_id(piece) == i, piece
     assert (sp.unk_id(), sp.bos_id(), sp.eos_id(), sp.pad_id()) == (0, 1, 2, 3)
     assert (auto.unk_token_id, auto.bos_token_id, auto.eos_token_id, auto.pad_token_id) == (0, 1, 2, 3)
+    own = read_special_tokens(tok_dir)  # what the shards stage frames documents with: the same ids
+    assert (own.id("unk"), own.bos_id, own.eos_id, own.pad_id) == (0, 1, 2, 3) and own.layout() == "<s> text </s>"
     assert len(auto) == sp.get_piece_size() == 2000
     for i, marker in enumerate(S.ROLE_MARKERS, start=4):
         assert auto.encode(f"앞{marker}뒤", add_special_tokens=False)[1] == i  # one token, even inside text
@@ -205,7 +208,7 @@ def test_custom_chat_template_and_determinism(run_dir, tmp_path):
     kw = dict(model_type="bpe", vocab_size=1000, character_coverage=0.999, input_sentence_size=150,  # sampled
               max_sentence_length=300, split_digits=True, num_threads=2, seed=7)
     a = build(run_dir / "data" / "clean", tmp_path / "a", chat_template=custom, **kw)
-    b = build(run_dir / "data" / "clean", tmp_path / "b", chat_template=custom, **kw)
+    build(run_dir / "data" / "clean", tmp_path / "b", chat_template=custom, **kw)
     assert a["training_sentences"] == 150 < a["training_sentences_fed"]
     for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "report.json", "report.md"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

@@ -2,7 +2,7 @@
 
 Pass 1 (scan_file): a whole input file per task; the worker reads it and returns only the per-source summary the
 split rule needs. Pass 2 (encode): the parent reads raw lines in batches and writes what comes back; everything per
-document (JSON parsing, the id hash, the split decision, tokenising, the <s> text </s> layout) runs in the workers,
+document (JSON parsing, the id hash, the split decision, tokenising, the `bos text eos` layout) runs in the workers,
 one single-threaded tokenizer each (TOKENIZERS_PARALLELISM=false, RAYON_NUM_THREADS=1: no oversubscription).
 Results come back in submission order with at most 2 x workers batches in flight (bounded memory), so the output
 never depends on timing or on the worker count.
@@ -35,18 +35,18 @@ import numpy as np
 from data_prep.hashing import sha256_file
 from data_prep.hashing import id_hash
 from data_prep.shards.split import SplitScan
-from data_prep.tokenizer import specials as S
 from data_prep.tokenizer.corpus import CorpusError, parse_record
 
 META = np.dtype([("source", "<u2"), ("hash", "<u8")])  # per document: source number, sha256(id)[:8]
 _BATCH_BYTES = 4 << 20  # a batch also ends at this many bytes of lines: long documents do not blow memory
 _TOK: Any = None  # the worker's tokenizer
 _DTYPE: np.dtype | None = None
+_FRAME: tuple[list[int], list[int]] = ([], [])  # the ids before and after each document's text
 
 
 @dataclass
 class Encoded:
-    """One split's documents of a batch, <s> text </s> back to back."""
+    """One split's documents of a batch, each framed by the tokenizer's bos/eos (see Encoder), back to back."""
 
     tokens: np.ndarray  # the token dtype
     lengths: np.ndarray  # int64, per document
@@ -123,11 +123,12 @@ def encode(path: str, first_line: int, lines: list[bytes], cutoffs: dict[str, in
     is_val = hashes < np.array([cutoffs[s] for *_, s in docs], np.uint64)
     ids = [e.ids for e in _TOK.encode_batch_fast([text for _, _, text, _ in docs], add_special_tokens=False)]
     chars = np.array([len(text) for _, _, text, _ in docs], np.int64)
-    bos, eos = [S.BOS_ID], [S.EOS_ID]
+    bos, eos = _FRAME
+    extra = len(bos) + len(eos)
     out = {}
     for split, mask in (("train", ~is_val), ("validation", is_val)):
         sel = np.flatnonzero(mask)
-        lengths = np.array([len(ids[i]) + 2 for i in sel], np.int64)
+        lengths = np.array([len(ids[i]) + extra for i in sel], np.int64)
         tokens = np.fromiter(chain.from_iterable(x for i in sel for x in (bos, ids[i], eos)), _DTYPE,
                              int(lengths.sum()))
         meta = np.empty(len(sel), META)
@@ -163,13 +164,16 @@ def _single_threaded():
 class Encoder:
     """Runs scan/encode calls in `workers` processes (in this process when workers == 1), ordered and bounded:
 
-        with Encoder(2, load_tokenizer(path), np.dtype("uint16")) as enc:
+        with Encoder(2, load_tokenizer(path), np.dtype("uint16"), frame=([bos], [eos])) as enc:
             for key, result in enc.map_ordered(tasks): ...   # tasks: (key, fn, args) or (key, None, value)
+
+    frame: the ids encode() puts before and after each document's text (data_prep.tokenizer.special_ids).
     """
 
-    def __init__(self, workers: int, tokenizer, dtype: np.dtype):
-        global _TOK, _DTYPE
-        _TOK, _DTYPE = tokenizer, dtype  # set before the fork: the workers inherit them instead of loading again
+    def __init__(self, workers: int, tokenizer, dtype: np.dtype, frame: tuple[list[int], list[int]]):
+        global _TOK, _DTYPE, _FRAME
+        # set before the fork: the workers inherit them instead of loading again
+        _TOK, _DTYPE, _FRAME = tokenizer, dtype, (list(frame[0]), list(frame[1]))
         self.workers = workers
         if workers > 1:
             # fork, not spawn: spawn re-imports __main__, so any script calling write_shards without a main guard
@@ -186,10 +190,10 @@ class Encoder:
         return self
 
     def __exit__(self, *exc) -> None:
-        global _TOK
+        global _TOK, _FRAME
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
-        _TOK = None
+        _TOK, _FRAME = None, ([], [])
 
     def _submit(self, fn: Callable, args: tuple) -> Future | _Done:
         if self.pool is not None:

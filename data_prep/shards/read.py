@@ -5,7 +5,7 @@
     arrays = open_split(shards_dir, "train")          # list of 1-D np.memmap of token ids
     ends = document_ends(shards_dir, "train")         # per file: int64 cumulative document ends
     meta = document_meta(shards_dir, "train")         # per file: source number and id hash per document
-    for tokens in iter_documents(shards_dir, "validation"): ...   # <s> ... </s> per document
+    for tokens in iter_documents(shards_dir, "validation"): ...   # bos ... eos per document (index: document_layout)
     mixture = open_mixture(shards_dir, "train")       # (schedule, ends) for data_prep.shards.stream, or None
 
 Every open checks the file against index.json (size = tokens * itemsize, document counts), so a
@@ -144,7 +144,7 @@ def open_mixture(shards_dir: Path, split: str) -> tuple[np.ndarray, list[np.ndar
 
 
 def iter_documents(shards_dir: Path, split: str) -> Iterator[np.ndarray]:
-    """Token ids of each document (<s> ... </s>), in corpus order."""
+    """Token ids of each document (index.json's document_layout, e.g. <s> ... </s>), in corpus order."""
     for arr, ends in zip(open_split(shards_dir, split), document_ends(shards_dir, split)):
         start = 0
         for end in ends:

@@ -6,13 +6,16 @@
 <out>/train-00003-000.docs.npy    per document: source number and sha256(id)[:8] (the mixture's inputs)
 <out>/validation-00003-000.*      the same for validation
 <out>/train-mixture.npy           the train document schedule (data_prep.shards.mixture); only when mixing
-<out>/index.json                  format, dtype, special ids, tokenizer sha256, sources, split rule, files,
+<out>/index.json                  format, dtype, special ids and layout, tokenizer sha256, sources, split rule, files,
                                   per-source counts and the mixture; written last
 
-Each document is stored as  <s> text </s>: bos marks a document start (the chat template and
-`tokenizer(text)` start with <s> too), eos ends it (generation stops there). Ids are those of
-tokenizer.json with special-token matching off (transformers' split_special_tokens=True): a
-literal "</s>" or "<|user|>" in a web page is text, not a control token.
+Each document is stored as  bos text eos  with the tokenizer's own special tokens (read from the
+tokenizer folder by data_prep.tokenizer.special_ids): bos marks a document start (`tokenizer(text)`
+starts with it too), eos ends it (generation stops there); `text eos` when the tokenizer has no bos
+(Qwen2) or its bos is its eos (GPT-NeoX). The project's tokenizer gives <s>=1 text </s>=2. Ids are
+those of tokenizer.json with special-token matching off (transformers' split_special_tokens=True): a
+literal "</s>" or "<|user|>" in a web page is text, not a control token. index.json records the ids
+(pad_token_id null when there is none) and the layout.
 
 Two passes over the corpus, both in parallel workers (data_prep.shards.encode): the split scan
 (per source cutoffs, data_prep.shards.split), then tokenising. Resumable by input file: after
@@ -38,7 +41,7 @@ from data_prep.shards import encode as E
 from data_prep.shards import mixture as MX
 from data_prep.shards.files import SplitWriter, save_npy
 from data_prep.shards.split import SplitScan
-from data_prep.tokenizer import specials as S
+from data_prep.tokenizer.special_ids import SpecialTokensError, read_special_tokens
 from data_prep.tokenizer.corpus import clean_files
 
 log = logging.getLogger("data_prep.shards")
@@ -160,10 +163,12 @@ def write_shards(clean_dir: Path, tokenizer_dir: Path, out_dir: Path, *, validat
     tok = E.load_tokenizer(str(tokenizer_json))
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
     dtype = dtype_for(vocab_size)
+    specials = _special_tokens(Path(tokenizer_dir))
+    frame = (specials.doc_prefix(), [specials.eos_id])
     files = clean_files(clean_dir)
     rel = {no: str(p.relative_to(clean_dir)) for no, p in enumerate(files)}
 
-    with E.Encoder(workers, tok, dtype) as enc:
+    with E.Encoder(workers, tok, dtype, frame) as enc:
         t0 = time.time()
         scans, input_sha256 = _scan(enc, files, validation_fraction, min_validation_docs)
         names = sorted(scans)
@@ -173,6 +178,7 @@ def write_shards(clean_dir: Path, tokenizer_dir: Path, out_dir: Path, *, validat
         settings = {  # everything the per-file outputs depend on
             "format": FORMAT, "tokenizer_sha256": sha256_file(tokenizer_json), "dtype": dtype.name,
             "max_tokens_per_file": max_tokens_per_file, "sources": names, "cutoffs": cutoffs,
+            "special_tokens": _special_entry(specials),
             "inputs": [[rel[no], sha] for no, sha in enumerate(input_sha256)],
         }
         done = _load_progress(out_dir, settings)
@@ -202,6 +208,23 @@ def write_shards(clean_dir: Path, tokenizer_dir: Path, out_dir: Path, *, validat
     return _metrics(index, workers, new_tokens, t1 - t0, t2 - t1, resumed)
 
 
+def _special_tokens(tokenizer_dir: Path):
+    try:
+        specials = read_special_tokens(tokenizer_dir)
+    except SpecialTokensError as e:
+        raise ShardsWriteError(f"shards: {e}") from None
+    if specials.eos is None:
+        raise ShardsWriteError(f"shards: the tokenizer in {tokenizer_dir} has no eos token (tokenizer_config.json key "
+                               f"'eos_token'); documents need one to end them")
+    return specials
+
+
+def _special_entry(specials) -> dict:
+    """index.json's special ids (null when the tokenizer has none) and the document layout."""
+    return {"bos_token_id": specials.bos_id, "eos_token_id": specials.eos_id, "pad_token_id": specials.pad_id,
+            "document_layout": specials.layout(), "document_starts_with_bos": bool(specials.doc_prefix())}
+
+
 def _index(out_dir: Path, settings: dict, done: dict, rel: dict[int, str], scans: dict[str, SplitScan],
            fraction: float, k: int, vocab_size: int) -> dict:
     splits = {}
@@ -218,8 +241,7 @@ def _index(out_dir: Path, settings: dict, done: dict, rel: dict[int, str], scans
         "format": FORMAT,
         "dtype": settings["dtype"],
         "vocab_size": vocab_size,
-        "bos_token_id": S.BOS_ID, "eos_token_id": S.EOS_ID, "pad_token_id": S.PAD_ID,
-        "document_layout": "<s> text </s>",
+        **settings["special_tokens"],
         "tokenizer_sha256": settings["tokenizer_sha256"],
         "sources": settings["sources"],  # the source numbers of *.docs.npy
         "split_rule": {"hash": "sha256(id)[:8] big-endian", "per": "source", "validation_fraction": fraction,
@@ -297,7 +319,8 @@ def _metrics(index: dict, workers: int, new_tokens: int, scan_s: float, encode_s
         m[f"{s}_documents"] = splits[s]["documents"]
         m[f"{s}_tokens"] = splits[s]["tokens"]
         # bos/eos excluded: the tokenizer's own compression on this split
-        text_tokens = splits[s]["tokens"] - 2 * splits[s]["documents"]
+        framing = 1 + int(index["document_starts_with_bos"])
+        text_tokens = splits[s]["tokens"] - framing * splits[s]["documents"]
         chars = sum(c["chars"] for c in splits[s]["sources"].values())
         m[f"{s}_chars_per_token"] = round(chars / text_tokens, 4) if text_tokens else None
     m["sources"] = {n: {**mx,

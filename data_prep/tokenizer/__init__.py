@@ -4,4 +4,5 @@ Torch-free: transformers is not imported here.
 
     build.build_tokenizer   corpus -> tokenizer folder (+ metrics)
     train.train_sentencepiece, export.export, chat_template.DEFAULT_CHAT_TEMPLATE, specials
+    special_ids.read_special_tokens   any tokenizer folder's bos/eos/pad/unk ids, as transformers resolves them
 """

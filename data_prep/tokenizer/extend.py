@@ -38,6 +38,8 @@ from typing import Iterable
 
 from tokenizers import Tokenizer
 
+from data_prep.tokenizer.special_ids import SpecialTokensError, read_special_tokens
+
 SP_SPACE = "\u2581"
 SYLLABLE_FIRST, SYLLABLE_LAST = 0xAC00, 0xD7A3
 SENTENCEPIECE_BPE, BYTE_LEVEL_BPE = "sentencepiece_bpe", "byte_level_bpe"
@@ -347,12 +349,19 @@ def _chars_per_token(texts: list[str], ids: list[list[int]]) -> float:
     return round(sum(map(len, texts)) / max(1, sum(map(len, ids))), 4)
 
 
-def _write_configs(base_dir: Path, out_dir: Path) -> None:
+def _write_configs(base_dir: Path, out_dir: Path, data: dict) -> None:
     cfg_path = base_dir / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    try:
+        specials = read_special_tokens(base_dir, data)
+    except SpecialTokensError as e:
+        raise TokenizerExtendError(str(e)) from None
     # transformers 5 rebuilds e.g. LlamaTokenizer/GPT2Tokenizer from vocab+merges with its own pre-tokenizer;
-    # TokenizersBackend loads tokenizer.json as it is (see export.py).
+    # TokenizersBackend loads tokenizer.json as it is (see export.py). It has no default special tokens of its
+    # own, so those the base had by its class's defaults are named (the shards read them the same way).
     cfg["tokenizer_class"] = "TokenizersBackend"
+    for key, token in specials.as_config().items():
+        cfg.setdefault(key, token)
     for k in ("vocab_file", "merges_file", "sp_model_kwargs", "legacy", "auto_map"):
         cfg.pop(k, None)
     (out_dir / "tokenizer_config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2) + "\n",
@@ -408,7 +417,7 @@ def extend_tokenizer(base_dir: Path, texts: Iterable[str], out_dir: Path, *, tar
 
     out_dir.mkdir(parents=True, exist_ok=True)
     ext.save(str(out_dir / "tokenizer.json"), pretty=True)
-    _write_configs(base_dir, out_dir)
+    _write_configs(base_dir, out_dir, data)
     comp = _compositions(data, steps)
     added = [{"id": n_base + i, "token": t, "text": alpha.surface([t]), "base_ids": comp[t]}
              for i, t in enumerate(new_tokens)]

@@ -29,7 +29,11 @@ def _shards_reader():
 
 
 def check_shards(shards_dir: Path, tokenizer_dir: Path, tokenizer) -> dict[str, Any]:
-    """Refuse shards that were not encoded with this tokenizer; return their index."""
+    """Refuse shards that were not encoded with this tokenizer; return their index.
+
+    The shards record the tokenizer's own special ids (data_prep.tokenizer.special_ids); a tokenizer without a pad
+    token (Llama-2, Llama-3, GPT-NeoX) has pad_token_id null there and None here, which agree: pretraining packs
+    windows and never pads."""
     read = _shards_reader()
     try:
         read.check_tokenizer(shards_dir, tokenizer_dir)
@@ -56,10 +60,10 @@ class PackedTokens(torch.utils.data.Dataset):
 
     The stream is the train documents in the mixture schedule's order when the shards have one (per-source weights;
     `mixed=False` reads the files in corpus order instead), else the files back to back; validation is never mixed.
-    Documents are <s> ... </s> back to back, so a window may span documents and files; the model learns document
-    boundaries from those tokens (no cross-document attention mask). The trailing partial window is dropped. Nothing
-    is loaded into RAM beyond one window (and the schedule's memory map); the memmaps are reopened after pickling
-    (dataloader workers).
+    Documents are `bos text eos` (index.json's document_layout) back to back, so a window may span documents and
+    files; the model learns document boundaries from those tokens (no cross-document attention mask). The trailing
+    partial window is dropped. Nothing is loaded into RAM beyond one window (and the schedule's memory map); the
+    memmaps are reopened after pickling (dataloader workers).
 
     The HF Trainer shards and shuffles items with its own sampler. `sampler(rank, world_size, seed, start_sample)`
     is the resumable alternative: the items an uninterrupted run reads from global sample `start_sample` on.
