@@ -25,7 +25,8 @@ from kgov_train import assets
 from kgov_train.errors import ManifestError
 from kgov_train.run_folder import MANIFEST
 
-__all__ = ["MANIFEST", "Manifest", "ManifestError", "fingerprint", "hash_entries", "verify_outputs"]
+__all__ = ["MANIFEST", "Manifest", "ManifestError", "fingerprint", "hash_entries", "verify_external_inputs",
+           "verify_outputs"]
 _PACKAGES = (
     "kgov-train", "torch", "deepspeed", "transformers", "trl", "peft", "accelerate",
     "datatrove", "sentencepiece", "tokenizers", "hydra-core", "omegaconf", "numpy",
@@ -39,12 +40,40 @@ def list_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file())
 
 
+# sha256 by (path, inode, size, mtime) in this process: a base model's weights, hashed when the base stage is
+# planned, are re-checked by every stage that reads them in the same chain without reading 15 GB again.
+_HASHED: dict[tuple[str, int, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = sha256_file(path)
+    return _HASHED[key]
+
+
 def hash_entries(paths: list[Path], relative_to: Path | None = None) -> list[dict[str, Any]]:
     entries = []
     for top in paths:
         for f in list_files(top):
             name = str(f.relative_to(relative_to)) if relative_to else str(f)
-            entries.append({"path": name, "sha256": sha256_file(f), "bytes": f.stat().st_size})
+            entries.append({"path": name, "sha256": file_sha256(f), "bytes": f.stat().st_size})
+    return entries
+
+
+def verify_external_inputs(m: Manifest, stage_dir: Path) -> list[dict[str, Any]]:
+    """The files from outside the run folder a sealed stage took in (the base stage: the imported model's), each
+    re-hashed: a file changed since is refused, naming it."""
+    entries = [i for i in m.inputs if "from_stage" not in i]
+    for entry in entries:
+        path = Path(entry["path"])
+        if not path.is_file():
+            raise ManifestError(f"{path}: read by stage '{m.stage}' ({stage_dir / MANIFEST}) but missing now; "
+                                f"restore it or rerun stage '{m.stage}' with force=true")
+        if file_sha256(path) != entry["sha256"]:
+            raise ManifestError(f"{path}: changed since stage '{m.stage}' verified it (sha256 {entry['sha256'][:12]}… "
+                                f"in {stage_dir / MANIFEST}); rerun stage '{m.stage}' with force=true to import it again")
     return entries
 
 

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from kgov_train import launch, runlock
 from kgov_train.config.validate import raise_problems, recipe_problems
 from kgov_train.errors import ManifestError, RunFolderBusy, StageFailed, TrainingInterrupted
-from kgov_train.manifest import Manifest, fingerprint, hash_entries, verify_outputs
+from kgov_train.manifest import Manifest, fingerprint, hash_entries, verify_external_inputs, verify_outputs
 from kgov_train.run_folder import MANIFEST, TRACEBACK, StageContext
 from kgov_train.stages import Stage, by_name, chain, selected
 from kgov_train.train.distributed import barrier, broadcast, init_distributed
@@ -75,6 +75,11 @@ def upstream_inputs(run_dir: Path, stage: Stage) -> list[dict[str, Any]]:
         except ManifestError as e:
             raise ManifestError(f"stage '{stage.name}' needs stage '{name}': {e}") from None
         inputs += [{"path": str(up_dir / o["path"]), "sha256": o["sha256"], "from_stage": name} for o in m.outputs]
+        if name == "base":  # the imported model is read where it lies: its files, as the base stage verified them
+            try:
+                inputs += [{**e, "from_stage": name} for e in verify_external_inputs(m, up_dir)]
+            except ManifestError as e:
+                raise ManifestError(f"stage '{stage.name}' needs stage '{name}': {e}") from None
     return inputs
 
 

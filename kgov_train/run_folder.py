@@ -15,12 +15,27 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-# The chain in order, and the stages each one reads. Named SFT stages (sft_general, sft_domain, ...) take the place
-# of `sft` when a recipe has `sft_stages` (kgov_train.stages.chain).
-CHAIN = ("data", "tokenizer", "shards", "pretrain", "sft", "dpo", "eval")
-NEEDS: dict[str, tuple[str, ...]] = {"data": (), "tokenizer": ("data",), "shards": ("data", "tokenizer"),
+# Every stage in chain order, and the stages each one reads on the scratch route. Named SFT stages (sft_general,
+# sft_domain, ...) take the place of `sft` when a recipe has `sft_stages` (kgov_train.stages.chain).
+CHAIN = ("base", "data", "tokenizer", "shards", "pretrain", "sft", "dpo", "eval")
+NEEDS: dict[str, tuple[str, ...]] = {"base": (), "data": (), "tokenizer": ("data",), "shards": ("data", "tokenizer"),
                                      "pretrain": ("tokenizer", "shards"), "sft": ("pretrain",), "dpo": ("sft",),
                                      "eval": ("shards",)}
+# The routes (the recipe's `route`): the stages each runs, and what differs from NEEDS on it.
+#   scratch   train a tokenizer and a model from the corpus
+#   cpt       continued pretraining of an imported foundation model (`base`) on the corpus, then SFT, DPO
+#   finetune  SFT and DPO of an imported foundation model; no corpus stages
+ROUTES: dict[str, tuple[str, ...]] = {
+    "scratch": ("data", "tokenizer", "shards", "pretrain", "sft", "dpo", "eval"),
+    "cpt": CHAIN,
+    "finetune": ("base", "sft", "dpo", "eval"),
+}
+ROUTE_NEEDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "scratch": {},
+    "cpt": {"tokenizer": ("data", "base"), "pretrain": ("tokenizer", "shards", "base"), "eval": ("shards", "base")},
+    "finetune": {"sft": ("base",), "eval": ("base",)},
+}
+BASE_REPORT = "base.json"  # the base stage's verification report; its "path" is the imported model folder
 TRAINING = ("pretrain", "sft", "dpo")
 SFT_NAME = re.compile(r"^sft_[a-z0-9_]+$")
 
@@ -68,6 +83,16 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def model_folder(stage_dir: Path) -> Path:
+    """The model a stage hands on: a training stage's final/, or the folder the base stage imported (base.json)."""
+    if stage_dir.name != "base":
+        return stage_dir / FINAL
+    report = read_json(stage_dir / BASE_REPORT)
+    if not isinstance(report, dict) or not report.get("path"):
+        raise ValueError(f"{stage_dir / BASE_REPORT}: no imported model folder recorded ('path'); rerun the base stage")
+    return Path(report["path"])
+
+
 @dataclass
 class StageContext:
     cfg: DictConfig
@@ -83,9 +108,10 @@ class StageContext:
 
     @property
     def base(self) -> Path:
-        """The model this training stage starts from: the final/ of the one stage it follows (sft, dpo)."""
+        """The model this training stage starts from: the final/ of the one training stage it follows (sft, dpo), or
+        the imported model folder when it follows the base stage."""
         (upstream,) = self.upstream.values()
-        return upstream / FINAL
+        return model_folder(upstream)
 
     @property
     def is_main(self) -> bool:

@@ -18,6 +18,7 @@ Nothing is downloaded.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -33,10 +34,10 @@ TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_atten
 # Qwen2's pre-tokenizer split (single digits), as in its tokenizer.json
 QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
                r"|\s+(?!\S)|\s+")
-CHATML = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-          "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
-          "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
-          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+# Qwen2.5's own chat template, as TRL ships it (TRL recognises it and adds the {% generation %} markers that loss on
+# the answers needs, as it would for the real model)
+CHATML = (Path(importlib.util.find_spec("trl").submodule_search_locations[0]) / "chat_templates" /
+          "qwen2_5.jinja").read_text(encoding="utf-8")
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 POLYGLOT_PII = ("<|acc|>", "<|tel|>", "<|rrn|>")  # Polyglot-ko's tokens 30000-30002 (account, phone, RRN masks)
 

@@ -181,6 +181,13 @@ def check_eval_dir(run_dir: Path, stages: tuple[str, ...], limit: int | None = N
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "## Validation perplexity" in md and "## Benchmarks" in md and "## Generations" in md
     assert all(stage in m["metrics"]["perplexity_by_stage"] for stage in stages)
+    # bits per byte on the held-out corpus text, per source (scratch route: no base, so no change against it)
+    assert m["metrics"]["bits_per_byte_vs_base"] == {} and rep["base"] is None
+    for stage in stages:
+        bpb = m["metrics"]["bits_per_byte_by_stage"][stage]
+        assert set(bpb) == {f"heldout:{s}" for s in names}, stage
+        assert all(math.isfinite(v) and v > 0 for v in bpb.values()), stage
+    assert "## Bits per byte" in md and "bits_per_byte.png" in listed
     assert set(m["metrics"]["items_by_task"]) == set(TASKS)
     return rep
 

@@ -42,7 +42,7 @@ def test_semantic_errors_exit_2_listing_every_bad_key(tmp_path):
     assert res.returncode == 2, out
     assert "data.inputs[0]: no file matches" in out
     assert "pretrain.seq_len: 100000 exceeds model.max_position_embeddings" in out
-    assert "stages: unknown stage(s) ['eval_later']" in out
+    assert "stages: ['eval_later'] not in the chain of route=scratch" in out
     assert "Traceback" not in out
     assert not (tmp_path / "run").exists()
 
@@ -151,10 +151,20 @@ def test_trainer_args_are_checked_against_the_real_arguments_object():
     assert training_kwargs(cfg, "sft_general", REPO_ROOT / "unused")["neftune_noise_alpha"] == 5
 
 
-def test_pretraining_recipes_use_llm_adamw_betas():
-    cfg = compose_cfg(["recipe=kgov_7b"])
+@pytest.mark.parametrize("recipe", ["kgov_7b", "kgov_cpt_7b"])
+def test_pretraining_recipes_use_llm_adamw_betas(recipe):
+    cfg = compose_cfg([f"recipe={recipe}"])
     o = cfg.pretrain.optimizer
     assert (o.beta1, o.beta2, o.weight_decay) == (0.9, 0.95, 0.1)
+
+
+def test_route_recipes_compose_to_their_chains():
+    from kgov_train.stages import chain
+
+    for recipe, route in (("kgov_cpt_7b", "cpt"), ("kgov_finetune_7b", "finetune")):
+        cfg = compose_cfg([f"recipe={recipe}"])
+        assert cfg.route == route and cfg.cluster.name == "a100_80g_single_node"
+        assert [s.name for s in chain(cfg)][0] == "base" and ("pretrain" in [s.name for s in chain(cfg)]) == (route == "cpt")
 
 
 def test_named_sft_stages_errors_name_the_key_that_sets_the_value():

@@ -11,6 +11,7 @@ Used by kgov_train.stages.tokenizer.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -50,7 +51,8 @@ class BuildSettings:
     sample_chars: int = 200_000_000
     heldout_fraction: float = 0.01
     heldout_chars: int = 2_000_000
-    extend_from: Optional[str] = None
+    extend_from: Optional[str] = None  # the base tokenizer folder of mode extend / base
+    mode: str = "train"  # train | extend (Korean pieces added to extend_from) | base (extend_from as it is)
     baseline: Optional[str] = None
     chat_template: Optional[str] = None
 
@@ -67,7 +69,9 @@ def build_tokenizer(clean_dir: Path, out_dir: Path, settings: BuildSettings,
     out_dir.mkdir(parents=True, exist_ok=True)
     template = s.chat_template or CT.DEFAULT_CHAT_TEMPLATE
     chat = CT.check(template)  # a broken template fails here, before training
-    if not chat["has_generation"] and not s.extend_from:
+    if s.mode != "train" and not s.extend_from:
+        raise ValueError(f"tokenizer mode {s.mode} needs the base tokenizer's folder")
+    if not chat["has_generation"] and s.mode == "train":
         log.warning("tokenizer.chat_template has no %s block: sft.assistant_only_loss=true will fail", "{% generation %}")
     baseline = RPT.load_tokenizer_json(s.baseline) if s.baseline else None  # a bad path fails before training
 
@@ -84,7 +88,9 @@ def build_tokenizer(clean_dir: Path, out_dir: Path, settings: BuildSettings,
                 budget -= len(text)
             yield text
 
-    if s.extend_from:
+    if s.mode == "base":
+        names, metrics = _keep(s, texts(), out_dir)
+    elif s.mode == "extend":
         names, metrics = _extend(s, texts(), out_dir, template)
     else:
         names, metrics = _train(s, texts(), out_dir, template)
@@ -96,13 +102,13 @@ def build_tokenizer(clean_dir: Path, out_dir: Path, settings: BuildSettings,
     from tokenizers import Tokenizer
 
     candidates = {"ours": Tokenizer.from_file(str(out_dir / "tokenizer.json"))}
-    if s.extend_from:
+    if s.mode == "extend":
         candidates["base"] = RPT.load_tokenizer_json(s.extend_from)
     if baseline is not None:
         candidates["baseline"] = baseline
     evaluation = RPT.evaluate(candidates, heldout)
     ours = evaluation["ours"]["all"]
-    if not s.extend_from:  # tokenizer.json must give sentencepiece's ids on real text, not just the probes
+    if s.mode == "train":  # tokenizer.json must give sentencepiece's ids on real text, not just the probes
         sp, fast = E.load(out_dir)
         agree = E.compare(sp, fast, [d for docs in heldout.values() for d in docs])
         metrics["fast_matches_spm"] = not agree.mismatches
@@ -125,7 +131,7 @@ def build_tokenizer(clean_dir: Path, out_dir: Path, settings: BuildSettings,
     for name in candidates:
         if name != "ours":
             metrics[f"{name}_heldout_chars_per_token"] = evaluation[name]["all"]["chars_per_token"]
-    if s.extend_from:  # the base's own chat template (if any) stays: our role markers are not in its vocabulary
+    if s.mode != "train":  # the base's own chat template (if any) stays: our role markers are not in its vocabulary
         metrics["chat_template"] = "base's"
     else:
         metrics.update(_chat_metrics(out_dir, chat), chat_template="default" if s.chat_template is None else "custom")
@@ -172,6 +178,26 @@ def _extend(s: BuildSettings, texts, out_dir: Path, template: str) -> tuple[list
                     s.vocab_size, metrics["stop_reason"])
     metrics["model_type"] = f"extended {metrics['kind']}"
     return list(EXTENDED_FILES), metrics
+
+
+# What a Hugging Face tokenizer folder may hold; mode base copies those the base has.
+BASE_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                        "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json")
+
+
+def _keep(s: BuildSettings, texts, out_dir: Path) -> tuple[list[str], dict]:
+    """Mode base: the base model's tokenizer as it is (every id kept), scored like a trained one."""
+    for _ in texts:  # draw the sample anyway: the held-out documents the report scores come from it
+        pass
+    for stale in FILES + EXTENDED_FILES:
+        (out_dir / stale).unlink(missing_ok=True)
+    names = []
+    for name in BASE_TOKENIZER_FILES:
+        if (Path(s.extend_from) / name).is_file():
+            shutil.copyfile(Path(s.extend_from) / name, out_dir / name)
+            names.append(name)
+    fast = RPT.load_tokenizer_json(s.extend_from)
+    return names, {"vocab_size": fast.get_vocab_size(with_added_tokens=True), "model_type": "base"}
 
 
 def _chat_metrics(out_dir: Path, chat: dict) -> dict:

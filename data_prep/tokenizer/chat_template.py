@@ -29,7 +29,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from data_prep.tokenizer import specials as S
 
-DEFAULT_CHAT_TEMPLATE = r"""{{- bos_token -}}
+DEFAULT_CHAT_TEMPLATE = r"""{%- if bos_token -%}{{- bos_token -}}{%- endif -%}
 {%- for message in messages -%}
   {%- if message['role'] not in ['system', 'user', 'assistant'] -%}
     {{- raise_exception("chat template: role must be system, user or assistant, got '" ~ message['role'] ~ "'") -}}

@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from data_prep.corpus.pipeline import CorpusSettings
-from kgov_train.run_folder import CHAIN, TRAINING
+from kgov_train.run_folder import CHAIN, ROUTES, TRAINING
 
 
 def _choices(name: str, values: str) -> type[StrEnum]:
@@ -37,6 +37,21 @@ Attention = _choices("Attention", "sdpa eager flash_attention_2")
 Device = _choices("Device", "cpu cuda")
 Backend = _choices("Backend", "gloo nccl")
 Precision = _choices("Precision", "fp32 bf16 fp16")
+Route = _choices("Route", " ".join(ROUTES))
+TokenizerMode = _choices("TokenizerMode", "train extend base")
+
+
+@dataclass
+class BaseConfig:
+    """`base`: the local foundation model folder the cpt and finetune routes start from; the base stage verifies it
+    before anything trusts it (docs/base.md). Nothing is fetched from a hub."""
+
+    path: Optional[str] = None  # local folder (config.json, tokenizer, *.safetensors); a hub id is refused
+    name: Optional[str] = None  # the model's name as the papers give it, e.g. Llama-3.2-1B
+    license: str = "unknown"  # e.g. apache-2.0, llama3.2; unknown/empty refused unless allow_unknown_license
+    allow_pickle: bool = False  # accept *.bin/*.pt/*.pth/*.ckpt/*.pkl (read weights-only on the meta device)
+    trust_remote_code: bool = False  # accept auto_map in config.json/tokenizer_config.json (runs the folder's code)
+    allow_unknown_license: bool = False
 
 
 @dataclass
@@ -83,7 +98,11 @@ class TokenizerConfig:
     heldout_fraction: float = 0.01  # documents (by id hash) kept out of training, for the report
     heldout_chars: int = 2_000_000  # per source, at most, scored in report.json/report.md
     morpheme_aware: bool = False  # pieces never straddle a Korean morpheme boundary (kiwipiepy, Polyglot-ko)
-    extend_from: Optional[str] = None  # local HF tokenizer folder: add Korean pieces to it up to vocab_size
+    # train: a new tokenizer from the corpus; extend: Korean pieces added to a base tokenizer (extend_from, or the
+    # imported base model's on the cpt route) up to vocab_size; base: the base model's tokenizer as it is.
+    # null: extend when extend_from is set, else train (scratch); base (cpt).
+    mode: Optional[TokenizerMode] = None
+    extend_from: Optional[str] = None  # local HF tokenizer folder (mode extend on the scratch route)
     baseline: Optional[str] = None  # local HF tokenizer folder scored beside ours in the report
     chat_template: Optional[str] = None  # jinja; null = the project's template
     num_threads: int = 2
@@ -150,6 +169,21 @@ class SpikeConfig:
 
 
 @dataclass
+class LoraConfig:
+    """`sft.lora` / `dpo.lora` / `pretrain.lora`: peft LoRA. final/ is the merged model, the adapter beside it."""
+
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                                "gate_proj", "up_proj", "down_proj"])
+    modules_to_save: List[str] = field(default_factory=list)  # e.g. [embed_tokens, lm_head] after a vocab extension
+    # QLoRA: the base loaded in 4-bit (bitsandbytes NF4). Needs a CUDA GPU and bitsandbytes; refused on CPU.
+    qlora: bool = False
+
+
+@dataclass
 class PretrainConfig(TrainStageConfig):
     seq_len: int = 2048
     # Token-denominated schedule. tokens: the run's length (sets max_steps); global_batch_tokens: tokens per
@@ -166,6 +200,7 @@ class PretrainConfig(TrainStageConfig):
     learning_rate: float = 3e-4
     warmup_steps: int = 10
     eval_sequences: int = 64  # validation sequences of seq_len tokens scored after training (0: skip)
+    lora: LoraConfig = field(default_factory=LoraConfig)  # continued pretraining with LoRA/QLoRA (docs/pretrain.md)
 
 
 @dataclass
@@ -184,21 +219,6 @@ class ChatDatasetConfig:
     question_key: Optional[str] = None  # qa: the question column (null: the first of question, Q, 질문, instruction)
     answer_key: Optional[str] = None  # qa: the answer column (null: the first of answer, A, 답변, output)
     system_prompt: Optional[str] = None  # null: the stage's system_prompt
-
-
-@dataclass
-class LoraConfig:
-    """`sft.lora` / `dpo.lora`: peft LoRA. final/ is the merged model, the adapter is kept beside it."""
-
-    enabled: bool = False
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
-                                                                "gate_proj", "up_proj", "down_proj"])
-    modules_to_save: List[str] = field(default_factory=list)  # e.g. [embed_tokens, lm_head] after a vocab extension
-    # QLoRA: the base loaded in 4-bit (bitsandbytes NF4). Needs a CUDA GPU and bitsandbytes; refused on CPU.
-    qlora: bool = False
 
 
 @dataclass
@@ -228,15 +248,19 @@ class DPOConfig(ChatStageConfig):
     beta: float = 0.1
     loss_type: DPOLoss = DPOLoss.sigmoid
     precompute_ref_log_probs: bool = False  # score the reference once before training (no reference in memory)
+    # The stage whose model DPO starts from; null: the last SFT stage. E.g. base (route finetune) or pretrain, to
+    # tune preferences without SFT: stages=[base,dpo,eval] dpo.from_stage=base.
+    from_stage: Optional[str] = None
 
 
 @dataclass
 class EvalConfig:
-    """`eval`: perplexity, greedy generations and lm-evaluation-harness benchmarks of the trained models (CPU ok)."""
+    """`eval`: perplexity, bits per byte, greedy generations and lm-evaluation-harness benchmarks of the trained models
+    and the imported base model (CPU ok)."""
 
     model_stage: str = "dpo"  # the model evaluated; must be complete
     stages: List[str] = field(default_factory=lambda: list(TRAINING))  # compared too, when complete
-    seq_len: Optional[int] = None  # perplexity window in tokens; null: pretrain.seq_len
+    seq_len: Optional[int] = None  # perplexity and bits-per-byte window in tokens; null: pretrain.seq_len
     max_tokens_per_source: int = 200_000  # validation tokens scored per source, at most
     prompts: str = "${kgov_root:}/examples/eval/prompts.jsonl"  # jsonl: {"id", "prompt"}
     max_new_tokens: int = 64  # greedy generations
@@ -244,7 +268,14 @@ class EvalConfig:
     task_dirs: List[str] = field(default_factory=list)  # extra local lm-eval task folders (e.g. local KoBEST/KMMLU)
     limit: Optional[int] = None  # items per task; null: all
     num_fewshot: Optional[int] = None
-    batch_size: int = 8  # lm-eval and perplexity batches
+    batch_size: int = 8  # lm-eval, perplexity and bits-per-byte batches
+    # bits per byte (kgov_train.evaluation.bits_per_byte) on raw text, every model with its own tokenizer, the
+    # imported base model included: the run's held-out corpus documents per source (routes with shards), the chat
+    # stages' validation records (finetune route), and each of these local files as its own set (named by the file
+    # stem): .txt (one document per blank-line-separated paragraph) or .jsonl ("text"), e.g.
+    # examples/eval/texts/en_forgetting_sample.txt to measure forgetting of English
+    text_files: List[str] = field(default_factory=list)
+    max_bytes_per_set: int = 500_000  # UTF-8 bytes scored per set, at most (whole documents, in order)
 
 
 @dataclass
@@ -300,12 +331,14 @@ class ClusterConfig:
 @dataclass
 class KGovConfig:
     recipe_name: str = MISSING
+    route: Route = Route.scratch  # scratch | cpt | finetune: the chain of stages (kgov_train.run_folder.ROUTES)
     run_dir: str = "runs/${recipe_name}"
     stages: List[str] = field(default_factory=lambda: list(CHAIN))
     seed: int = 42
     force: bool = False
     nproc_per_node: int = 1
     nnodes: int = 1
+    base: BaseConfig = field(default_factory=BaseConfig)
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     shards: ShardsConfig = field(default_factory=ShardsConfig)

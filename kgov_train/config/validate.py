@@ -9,6 +9,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from kgov_train.errors import RecipeError
+from kgov_train.run_folder import CHAIN
 
 
 def recipe_problems(cfg: DictConfig, chain_names: list[str]) -> list[str]:
@@ -19,8 +20,9 @@ def recipe_problems(cfg: DictConfig, chain_names: list[str]) -> list[str]:
         if not ok:
             errors.append(msg)
 
-    unknown = [s for s in cfg.stages if s not in chain_names and s != "sft"]
-    check(not unknown, f"stages: unknown stage(s) {unknown}; the chain is {chain_names}")
+    # the default, every stage of CHAIN, means the route's chain; a list of one's own names stages of the route
+    unknown = [] if list(cfg.stages) == list(CHAIN) else [s for s in cfg.stages if s not in chain_names and s != "sft"]
+    check(not unknown, f"stages: {unknown} not in the chain of route={cfg.route}: {chain_names}")
     check(len(cfg.stages) > 0, "stages: empty list; name at least one of " + ", ".join(chain_names))
     check(cfg.nproc_per_node >= 1, f"nproc_per_node: must be >= 1, got {cfg.nproc_per_node}")
     check(cfg.nnodes >= 1, f"nnodes: must be >= 1, got {cfg.nnodes}")

@@ -1,5 +1,5 @@
 """report.md, report.json and PNG plots (matplotlib, Agg) of a run: training loss curves, the data funnel, tokenizer
-figures, perplexity and benchmark tables, and the generations side by side."""
+figures, perplexity, bits-per-byte and benchmark tables, and the generations side by side."""
 
 from __future__ import annotations
 
@@ -79,7 +79,9 @@ def _first(d: dict[str, Any], *keys: str) -> Any:
     return next((d[k] for k in keys if d.get(k) is not None), None)
 
 
-def plots(out_dir: Path, run: dict[str, Any], ppl: dict[str, Any], bench: dict[str, Any]) -> list[str]:
+def plots(out_dir: Path, run: dict[str, Any], ppl: dict[str, Any], bench: dict[str, Any],
+          bpb: dict[str, dict[str, float | None]] | None = None) -> list[str]:
+    """PNGs of the figures; bpb: {model: {set: bits per byte}}."""
     plt = _plt()
     files = []
     training = run["training"]
@@ -115,6 +117,11 @@ def plots(out_dir: Path, run: dict[str, Any], ppl: dict[str, Any], bench: dict[s
         ax.set_title("validation perplexity (lower is better)")
         ax.set_yscale("log")
         files.append(_save(fig, out_dir / "perplexity.png"))
+    if bpb:
+        fig, ax = plt.subplots(figsize=(6.5, 3.4))
+        _grouped(ax, bpb)
+        ax.set_title("bits per byte, each model with its own tokenizer (lower is better)")
+        files.append(_save(fig, out_dir / "bits_per_byte.png"))
     if bench:
         fig, ax = plt.subplots(figsize=(6.5, 3.4))
         _grouped(ax, {stage: {t: r["acc"] for t, r in b.items()} for stage, b in bench.items()})
@@ -145,11 +152,39 @@ def _cell(v: Any) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
+def _bpb_table(report: dict[str, Any]) -> list[str]:
+    """Bits per byte, one row per text set, one column per model (and model_stage minus base when both are there)."""
+    bpb = report.get("bits_per_byte") or {}
+    if not bpb:
+        return []
+    models = list(bpb)
+    sets = list(dict.fromkeys(k for b in bpb.values() for k in b))
+    main, base = report["model_stage"], report.get("base")
+    delta = bool(base) and base in bpb and main in bpb and main != base
+    sizes = report.get("text_sets") or {}
+    lines = ["## Bits per byte", "",
+             "Negative log-likelihood in bits per UTF-8 byte of the same raw text, each model through its own "
+             "tokenizer (comparable across tokenizers; lower is better)."
+             + (f" Change: `{main}` minus `{base}`; below 0 means `{main}` models the text better." if delta else ""),
+             "", "| set | " + " | ".join(models) + (" | change |" if delta else " |") + " documents | bytes |",
+             "|---|" + "---:|" * (len(models) + delta + 2)]
+    for k in sets:
+        vals = [bpb[m].get(k, {}).get("bits_per_byte") for m in models]
+        row = f"| {_cell(k)} | " + " | ".join(_cell(v) for v in vals) + " |"
+        if delta:
+            a, b = bpb[main].get(k, {}).get("bits_per_byte"), bpb[base].get(k, {}).get("bits_per_byte")
+            row += f" {_cell(None if a is None or b is None else round(a - b, 6))} |"
+        lines.append(row + f" {_cell(sizes.get(k, {}).get('documents'))} | {_cell(sizes.get(k, {}).get('bytes'))} |")
+    return lines + [""]
+
+
 def markdown(report: dict[str, Any], images: list[str]) -> str:
     lines = ["# Evaluation report", "", f"- model evaluated: `{report['model_stage']}` "
              f"(`{report['models'].get(report['model_stage'])}`)",
-             f"- stages compared: {', '.join(report['stages'])}", f"- perplexity window: {report['seq_len']} tokens, "
-             f"at most {report['max_tokens_per_source']} validation tokens per source", ""]
+             f"- stages compared: {', '.join(report['stages'])}"
+             + (f" (`{report['base']}`: the imported foundation model)" if report.get("base") else ""),
+             f"- window: {report['seq_len']} tokens (perplexity; bits per byte: at most the model's length), at most "
+             f"{report['max_tokens_per_source']} validation tokens per source", ""]
     ppl = report["perplexity"]
     if ppl:
         sources = list(dict.fromkeys(s for p in ppl.values() for s in p["sources"]))
@@ -160,6 +195,7 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
                          + " | ".join(_cell(p["sources"].get(s, {}).get("perplexity")) for s in sources)
                          + f" | {p['all']['tokens']} |")
         lines.append("")
+    lines += _bpb_table(report)
     bench = report["lm_eval"]
     if bench:
         tasks = list(dict.fromkeys(t for b in bench.values() for t in b))

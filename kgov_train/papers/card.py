@@ -63,6 +63,13 @@ def _base_line(f: dict[str, Any]) -> str:
         return (f"Trained from scratch (random initialisation) with the model recipe `{m.get('name')}`: "
                 f"{m.get('architecture')}, hidden size {m.get('hidden_size')}, {m.get('num_hidden_layers')} layers, "
                 f"{m.get('num_attention_heads')} attention heads ({m.get('num_key_value_heads')} key/value heads).")
+    if b["kind"] == "imported":
+        weights = [e for e in b.get("files") or [] if e["path"].endswith((".safetensors", ".bin", ".pt", ".pth"))]
+        shas = ", ".join(f"`{e['path']}` sha256 `{e['sha256']}`" for e in weights) or "no weight files recorded"
+        flags = [k for k in ("allow_pickle", "trust_remote_code", "allow_unknown_license") if b.get(k)]
+        return (f"Built on the foundation model `{b.get('name')}` ({b.get('architecture')}, {b.get('parameters')} "
+                f"parameters, licence `{b.get('license')}`), imported from the local folder `{b.get('path')}` and "
+                f"verified by the base stage ({shas})" + (f"; accepted with {', '.join(flags)}" if flags else "") + ".")
     if b["kind"] == "init_from":
         weights = [e for e in b.get("files", []) if e["path"].endswith(".safetensors")]
         shas = ", ".join(f"`{e['path']}` sha256 `{e['sha256']}`" for e in weights) or "no safetensors found"

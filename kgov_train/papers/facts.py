@@ -19,7 +19,7 @@ from typing import Any
 
 from data_prep.hashing import sha256_file
 from kgov_train.manifest import git_commit, versions
-from kgov_train.run_folder import MANIFEST, NEEDS, TRAINING, is_training, read_json
+from kgov_train.run_folder import BASE_REPORT, MANIFEST, NEEDS, TRAINING, is_training, read_json
 
 PAPERS = ("MODEL_CARD.md", "bom.json")
 # Per-file document counts stream data/clean and data/rejected; above this many (compressed) bytes they are skipped.
@@ -201,7 +201,19 @@ def tokenizer_facts(run_dir: Path, tok_m: dict[str, Any] | None, final_dir: Path
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def imported_base(run_dir: Path) -> dict[str, Any]:
+    """The foundation model the base stage imported, as its sealed report (base/base.json) records it."""
+    r = read_json(run_dir / "base" / BASE_REPORT) or {}
+    keys = ("name", "path", "license", "license_file", "readme_license", "architecture", "model_type", "parameters",
+            "dtype", "weight_format", "vocab_size", "chat_template", "allow_pickle", "trust_remote_code",
+            "allow_unknown_license", "warnings", "files")
+    return {"kind": "imported", **{k: r.get(k) for k in keys}}
+
+
 def base_facts(run_dir: Path, stage: str, config: dict[str, Any], manifests: dict[str, dict]) -> dict[str, Any]:
+    before = lineage(run_dir, stage)
+    if before and (before[-1] == "base" or (stage == "pretrain" and "base" in before)):
+        return imported_base(run_dir)
     if stage == "pretrain":
         model = config.get("model") or {}
         if model.get("init_from"):
@@ -210,7 +222,7 @@ def base_facts(run_dir: Path, stage: str, config: dict[str, Any], manifests: dic
         keys = ("name", "architecture", "hidden_size", "intermediate_size", "num_hidden_layers",
                 "num_attention_heads", "num_key_value_heads", "max_position_embeddings", "tie_word_embeddings")
         return {"kind": "scratch", "model": {k: model.get(k) for k in keys if k in model}}
-    prev = lineage(run_dir, stage)[-1]
+    prev = before[-1]
     m = manifests.get(prev) or {}
     weights = {o["path"]: o["sha256"] for o in m.get("outputs", []) if o["path"].endswith(".safetensors")}
     return {"kind": "stage", "stage": prev, "path": str(run_dir / prev / "final"), "fingerprint": m.get("fingerprint"),

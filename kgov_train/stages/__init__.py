@@ -18,7 +18,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig
 
 from kgov_train.config.sections import sft_stage_names
-from kgov_train.run_folder import CHAIN, NEEDS, TRAINING, StageContext, StageResult
+from kgov_train.run_folder import CHAIN, NEEDS, ROUTE_NEEDS, ROUTES, TRAINING, StageContext, StageResult
 
 __all__ = ["STAGES", "Stage", "StageContext", "StageResult", "by_name", "chain", "selected"]
 
@@ -55,7 +55,7 @@ _TRAIN_KEYS = ("deepspeed", "seed", "cluster.precision")
 # What decides each stage's result (its manifest's config) beyond its own section.
 # data.sources: their weights shape the tokenizer's sample and the shards' mixture, not data/clean.
 # eval: the evaluated models' final/ folders (eval.model_stage, eval.stages) are its external inputs.
-_CONFIG_KEYS = {"data": ("data",), "tokenizer": ("tokenizer", "data.sources", "seed"),
+_CONFIG_KEYS = {"base": ("base",), "data": ("data",), "tokenizer": ("tokenizer", "data.sources", "seed"),
                 "shards": ("shards", "data.sources"), "pretrain": ("pretrain", "model") + _TRAIN_KEYS,
                 "sft": ("sft",) + _TRAIN_KEYS, "dpo": ("dpo",) + _TRAIN_KEYS, "eval": ("eval", "pretrain.seq_len")}
 STAGES: dict[str, Stage] = {name: Stage(name, NEEDS[name], _CONFIG_KEYS[name], name in TRAINING,
@@ -63,21 +63,28 @@ STAGES: dict[str, Stage] = {name: Stage(name, NEEDS[name], _CONFIG_KEYS[name], n
 
 
 def chain(cfg: DictConfig) -> list[Stage]:
-    """The run's stages in order: STAGES, with `sft` replaced by the named SFT stages of `sft_stages` when the recipe
-    has them (sft_general, then sft_domain, ...), each from the previous one's final/, and dpo after the last."""
-    names = sft_stage_names(cfg)
-    if names == ["sft"]:
-        return list(STAGES.values())
-    out, prev = [], "pretrain"
-    for stage in STAGES.values():
-        if stage.name == "sft":
-            for name in names:
-                out.append(Stage(name, (prev,), ("sft", f"sft_stages.{name}") + _TRAIN_KEYS, True, stage.module))
-                prev = name
-        elif stage.name == "dpo":
-            out.append(Stage("dpo", (prev,), stage.config_keys, True, stage.module))
+    """The run's stages in order: those of the recipe's `route` (run_folder.ROUTES) with the route's inputs, and
+    `sft` replaced by the named SFT stages of `sft_stages` when the recipe has them (sft_general, then sft_domain,
+    ...), the first from the model the route trains before SFT (pretrain, or the imported base), each next one from
+    the previous one's final/, and dpo after the last."""
+    route = str(cfg.get("route") or "scratch")
+    needs = {**NEEDS, **ROUTE_NEEDS[route]}
+    out: list[Stage] = []
+    prev = ""  # the last stage that hands on a model
+    for name in ROUTES[route]:
+        stage = STAGES[name]
+        if name == "sft":
+            for sft in sft_stage_names(cfg):
+                keys = stage.config_keys if sft == "sft" else ("sft", f"sft_stages.{sft}") + _TRAIN_KEYS
+                out.append(Stage(sft, (prev,), keys, True, stage.module))
+                prev = sft
+            continue
+        if name == "dpo":
+            out.append(Stage("dpo", (str(cfg.dpo.get("from_stage") or prev),), stage.config_keys, True, stage.module))
         else:
-            out.append(stage)
+            out.append(Stage(name, needs[name], stage.config_keys, stage.distributed, stage.module))
+        if name in ("base", "pretrain"):
+            prev = name
     return out
 
 

@@ -1,5 +1,5 @@
-"""Recipe checks the training stages share: every training stage's keys, and the chat stages' (sft, dpo) data,
-LoRA and packing. Each returns its problems as messages naming the dotted key."""
+"""Recipe checks the training stages share: every training stage's keys and LoRA, and the chat stages' (sft, dpo)
+data and packing. Each returns its problems as messages naming the dotted key."""
 
 from __future__ import annotations
 
@@ -75,14 +75,23 @@ def chat_problems(cfg: DictConfig, name: str) -> list[str]:
         errors.append(str(e))
     if not 0 <= s.validation_fraction < 1:
         errors.append(f"{where(cfg, name, 'validation_fraction')}: in [0, 1), got {s.validation_fraction}")
-    problem = qlora_problem(cfg, name)  # torch-free: needs LoRA on, a CUDA device and bitsandbytes
-    if problem:
-        errors.append(problem)
+    errors += lora_problems(cfg, name)
     if kind == "sft" and s.packing:
         try:
             packing_kwargs(cfg, name)
         except PackingError as e:
             errors.append(str(e))
+    return errors
+
+
+def lora_problems(cfg: DictConfig, name: str) -> list[str]:
+    """What is wrong with a training stage's <key>.lora (pretrain, sft, dpo); the module names are checked against
+    the model when the stage builds it (train/lora.py)."""
+    s = section(cfg, name)
+    errors = []
+    problem = qlora_problem(cfg, name)  # torch-free: needs LoRA on, a CUDA device and bitsandbytes
+    if problem:
+        errors.append(problem)
     if s.lora.enabled:
         if s.lora.r < 1:
             errors.append(f"{where(cfg, name, 'lora.r')}: must be >= 1, got {s.lora.r}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from kgov_train.run_folder import StageContext, StageResult
+from kgov_train.stages import chain
 from kgov_train.stages.checks import chat_problems
 from kgov_train.train.chat_stage import external_inputs as chat_inputs
 
@@ -27,6 +28,10 @@ def check(cfg: DictConfig, name: str = "dpo") -> list[str]:
     errors = chat_problems(cfg, name)
     if not cfg.dpo.beta > 0:
         errors.append(f"dpo.beta: must be > 0, got {cfg.dpo.beta}")
+    start = cfg.dpo.get("from_stage")
+    models = [s.name for s in chain(cfg) if s.name == "base" or s.distributed][:-1]  # those before dpo
+    if start is not None and start not in models:
+        errors.append(f"dpo.from_stage: one of the stages before dpo that hand on a model {models}, got '{start}'")
     return errors
 
 

@@ -4,6 +4,8 @@ Runs under torchrun (one process per device) with DeepSpeed ZeRO; resumes from t
 <stage_dir>/checkpoints at the exact data position. The batch and lr schedule are given in tokens
 (train/schedule.py); loss spikes, SIGTERM/SIGUSR1 and step metrics are handled by train/engine.py.
 Outputs final/ (HF model + tokenizer) and metrics.jsonl. torch is imported inside run().
+With pretrain.lora.enabled the model is trained as a LoRA adapter (QLoRA: on a 4-bit base) and final/ is the merged
+model, the adapter kept in adapter/ (train/lora.py).
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
 from kgov_train.errors import TrainDataError, TrainingInterrupted
-from kgov_train.run_folder import CHECKPOINTS, StageContext, StageResult
-from kgov_train.stages.checks import training_problems
+from kgov_train.run_folder import CHECKPOINTS, StageContext, StageResult, model_folder
+from kgov_train.stages.checks import lora_problems, training_problems
 from kgov_train.train.schedule import ScheduleError, pretrain_schedule
 
 log = logging.getLogger("kgov_train")
@@ -38,6 +41,9 @@ def check(cfg: DictConfig, name: str = "pretrain") -> list[str]:
         errors.append("model.hidden_size: must be divisible by model.num_attention_heads")
     if m.init_from and not Path(m.init_from).is_dir():
         errors.append(f"model.init_from: '{m.init_from}' is not a local folder (no hub downloads)")
+    errors += lora_problems(cfg, name)
+    if cfg.pretrain.lora.qlora and not (m.init_from or cfg.get("route") == "cpt"):
+        errors.append("pretrain.lora.qlora: QLoRA quantizes a base model; set model.init_from or route=cpt")
     return errors
 
 
@@ -49,7 +55,7 @@ def external_inputs(cfg: DictConfig, name: str = "pretrain") -> list[Path]:
 def run(ctx: StageContext) -> StageResult:
     from transformers import AutoTokenizer, TrainingArguments, default_data_collator, set_seed
 
-    from kgov_train.train import arguments, callbacks, final, resume
+    from kgov_train.train import arguments, callbacks, final, lora, resume
     from kgov_train.train import engine as E
     from kgov_train.train.data import PackedTokens, check_shards
     from kgov_train.train.distributed import barrier
@@ -82,8 +88,20 @@ def run(ctx: StageContext) -> StageResult:
         max_steps=sched.max_steps, gradient_accumulation_steps=sched.gradient_accumulation_steps,
         warmup_steps=sched.warmup_steps, lr_scheduler_type=sched.scheduler, lr_scheduler_kwargs=sched.scheduler_kwargs,
         ignore_data_skip=True))  # the resumable sampler positions the data itself
-    model, model_info = build_pretrain_model(cfg, tokenizer, tok_dir)
+    base = model_folder(ctx.upstream["base"]) if "base" in ctx.upstream else None  # route cpt
+    quant = lora.quantization_config(cfg, "pretrain")  # QLoRA: 4-bit base, else None
+    model, model_info = build_pretrain_model(cfg, tokenizer, tok_dir, base=base, quantization=quant)
     parameters = count_parameters(model)
+    if lora.enabled(cfg, "pretrain"):
+        extended = "embedding_init" in model_info or "resized_embeddings_to" in model_info
+        model = lora.wrap(cfg, "pretrain", model, extended=extended, gradient_checkpointing=s.gradient_checkpointing)
+        model_info["lora"] = {**_lora_facts(model.peft_config["default"], quant is not None),
+                              "trainable_parameters": lora.trainable_parameters(model)}
+
+        def rebuild():  # the fp32 model the adapter was trained on, as built above (same seed), for the merge
+            set_seed(cfg.seed)
+            return build_pretrain_model(cfg, tokenizer, tok_dir, base=base)[0]
+
     m = model.config
     per_token = E.flops_per_token(parameters, m.num_hidden_layers, m.hidden_size, s.seq_len)
     if ctx.is_main:
@@ -99,6 +117,8 @@ def run(ctx: StageContext) -> StageResult:
     trainer = E.PretrainTrainer(model=model, args=args, train_dataset=train_ds, data_collator=default_data_collator,
                                 processing_class=tokenizer, callbacks=[callback, stats])
     trainer.flops_per_token = per_token
+    if lora.enabled(cfg, "pretrain"):
+        trainer.lora_base = rebuild  # final.save_final merges the adapter into it
     sp = s.spike
     trainer.samples_per_step = sched.samples_per_step(s.seq_len)
     trainer.spike_guard = E.SpikeGuard(sp.policy, sp.factor, sp.ema_steps, sp.min_steps, sp.max_events,
@@ -141,3 +161,9 @@ def run(ctx: StageContext) -> StageResult:
             log.info("pretrain: validation loss %.4f, perplexity %.2f over %d sequences", loss,
                      extra["validation_perplexity"], len(val_ds))
     return final.finish(ctx, "pretrain", trainer, output, resumed, callback, parameters, extra)
+
+
+def _lora_facts(pc, qlora: bool) -> dict[str, Any]:
+    return {"r": int(pc.r), "alpha": int(pc.lora_alpha), "dropout": float(pc.lora_dropout),
+            "target_modules": sorted(pc.target_modules), "modules_to_save": sorted(pc.modules_to_save or []),
+            "qlora": qlora}

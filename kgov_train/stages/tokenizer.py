@@ -1,7 +1,8 @@
 """tokenizer stage: a weighted sample of data/clean -> <run_dir>/tokenizer/ (see data_prep.tokenizer.build).
 
-Trains a lossless sentencepiece tokenizer, or with tokenizer.extend_from adds Korean pieces to a
-local base tokenizer; either way scores it (and tokenizer.baseline) on held-out text per source.
+tokenizer.mode: train a lossless sentencepiece tokenizer; extend a base tokenizer (tokenizer.extend_from, or on the
+cpt route the imported base model's) with Korean pieces; or keep the base model's tokenizer as it is. Either way it
+is scored (with tokenizer.baseline) on held-out text per source.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from omegaconf import DictConfig
 from data_prep.tokenizer.build import BuildSettings, build_tokenizer
 from data_prep.tokenizer.specials import user_defined
 from kgov_train.manifest import Manifest
-from kgov_train.run_folder import StageContext, StageResult
+from kgov_train.run_folder import StageContext, StageResult, model_folder
+
+
+def mode(cfg: DictConfig) -> str:
+    """tokenizer.mode, or the route's default: base on cpt; extend with tokenizer.extend_from, else train."""
+    if cfg.tokenizer.mode is not None:
+        return str(cfg.tokenizer.mode)
+    if str(cfg.route) == "cpt":
+        return "base"
+    return "extend" if cfg.tokenizer.extend_from else "train"
 
 
 def check(cfg: DictConfig, name: str = "tokenizer") -> list[str]:
@@ -33,6 +43,16 @@ def check(cfg: DictConfig, name: str = "tokenizer") -> list[str]:
         user_defined(list(t.user_defined_symbols))
     except ValueError as e:
         errors.append(str(e))
+    m, cpt = mode(cfg), str(cfg.route) == "cpt"
+    if cpt and m == "train":
+        errors.append("tokenizer.mode: train makes new ids the base model's embeddings know nothing of; on route=cpt "
+                      "use base (its tokenizer as it is) or extend (Korean pieces added to it)")
+    if not cpt and m == "base":
+        errors.append(f"tokenizer.mode: base needs a base model (route=cpt), route is {cfg.route}")
+    if not cpt and m == "extend" and not t.extend_from:
+        errors.append("tokenizer.extend_from: mode extend on route=scratch needs the local tokenizer folder to extend")
+    if cpt and t.extend_from:
+        errors.append("tokenizer.extend_from: on route=cpt the base model's tokenizer is extended; remove the key")
     for key in ("extend_from", "baseline"):  # local folders only: nothing is fetched from a hub
         folder = t[key]
         if folder is not None and not (Path(folder) / "tokenizer.json").is_file():
@@ -48,7 +68,8 @@ def run(ctx: StageContext) -> StageResult:
         split_digits=t.split_digits, num_threads=t.num_threads, seed=int(ctx.cfg.seed),
         user_defined_symbols=tuple(t.user_defined_symbols), morpheme_aware=t.morpheme_aware,
         sample_chars=t.sample_chars, heldout_fraction=t.heldout_fraction, heldout_chars=t.heldout_chars,
-        extend_from=t.extend_from, baseline=t.baseline, chat_template=t.chat_template,
+        extend_from=str(model_folder(ctx.upstream["base"])) if "base" in ctx.upstream else t.extend_from,
+        mode=mode(ctx.cfg), baseline=t.baseline, chat_template=t.chat_template,
     )
     # the data stage counted the characters it kept per source: the sample's rates follow from them
     sources = Manifest.load(ctx.upstream["data"]).metrics.get("sources", {})

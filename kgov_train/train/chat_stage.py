@@ -7,6 +7,7 @@ starts from, and the datasets library the TRL trainers read.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,12 @@ from omegaconf import DictConfig
 
 from kgov_train.chat import input_files, load_chat_data
 from kgov_train.config.sections import chat_kind, key_of, section
+from kgov_train.errors import TrainDataError
 from kgov_train.run_folder import StageContext
 from kgov_train.train import lora
-from kgov_train.train.model_files import load_model_dir, need_chat_template, set_special_tokens
+from kgov_train.train.model_files import ensure_chat_template, load_model_dir, set_special_tokens
+
+log = logging.getLogger("kgov_train")
 
 REJECTS = "rejects"  # <stage_dir>/rejects/rejected.jsonl, sealed with the stage's outputs
 
@@ -50,10 +54,28 @@ def load_model(ctx: StageContext, stage: ChatStage):
         model, tokenizer = lora.load_qlora_base(ctx.cfg, stage.name, ctx.base, attn)
     else:
         model, tokenizer = load_model_dir(ctx.base, stage.name, attn)
-    need_chat_template(tokenizer, ctx.base, stage.name)
+    template = ensure_chat_template(model, tokenizer)
+    if template != "own" and ctx.is_main:
+        log.info("%s: %s has no chat template; training with the project's (role markers added)", stage.name, ctx.base)
+    if stage.kind == "sft" and stage.s.assistant_only_loss:
+        need_training_template(tokenizer, ctx.base, stage.key)
     set_special_tokens(model, tokenizer)
     model.config.use_cache = False
     return model, tokenizer, lora.peft_config(ctx.cfg, stage.name, model)
+
+
+def need_training_template(tokenizer, where: Path, key: str) -> None:
+    """Loss on the answers only needs {% generation %} markers in the chat template; TRL adds them to the templates
+    it knows (Qwen2.5, Llama 3, ...). A base model's other template is refused before training, saying what to do."""
+    from trl.chat_template_utils import get_training_chat_template
+
+    try:
+        get_training_chat_template(tokenizer)
+    except ValueError:
+        raise TrainDataError(
+            f"{key}.assistant_only_loss: the chat template of {where} has no {{% generation %}} markers and TRL knows "
+            f"no training version of it; set {key}.assistant_only_loss=false (loss on whole conversations) or give "
+            "the model a template with the markers") from None
 
 
 def lora_metrics(stage: ChatStage, trainer) -> dict[str, Any]:

@@ -36,7 +36,9 @@ def save_final(ctx: StageContext, trainer, tokenizer, known: dict[str, Any] | No
         model.generation_config.use_cache = True
     if lora.is_lora_trainer(trainer):
         # final/ is the base with the adapter merged in (a standalone model); the adapter is kept in adapter/
-        lora.save_merged(trainer, final, base=ctx.base, is_main=ctx.is_main, tokenizer=tokenizer)
+        # the merge base: the trainer's own (pretrain rebuilds the model it built), else the model the stage followed
+        base = getattr(trainer, "lora_base", None) or ctx.base
+        lora.save_merged(trainer, final, base=base, is_main=ctx.is_main, tokenizer=tokenizer)
     else:
         trainer.save_model(str(final))
     if ctx.is_main:

@@ -1,5 +1,5 @@
-"""LoRA / QLoRA for the chat stages (sft, named sft_* stages, dpo): the peft config from the recipe, the 4-bit base
-for QLoRA, and the merged final/ model with its adapter kept beside it.
+"""LoRA / QLoRA for the training stages (pretrain, sft, named sft_* stages, dpo): the peft config from the recipe,
+the 4-bit base for QLoRA, and the merged final/ model with its adapter kept beside it.
 
 What a stage does with it (all ranks unless said otherwise):
 
@@ -7,6 +7,9 @@ What a stage does with it (all ranks unless said otherwise):
     trainer = SFTTrainer(model=model, ..., peft_config=peft_cfg)  # DPOTrainer: also ref_model=None with LoRA
     ...
     lora.save_merged(trainer, final, base=ctx.base, is_main=ctx.is_main)   # from final.save_final
+
+pretrain (a plain Trainer) wraps the model itself: `wrap(cfg, "pretrain", model, extended=...)`; its merge base is
+the model the stage built (rebuilt on rank 0, fp32, CPU: `base` may be a callable returning it).
 
 final/ is a plain transformers model (the adapter merged into the base, modules_to_save included) that loads without
 peft; <stage_dir>/adapter/ holds adapter_config.json and adapter_model.safetensors (and the tokenizer).
@@ -23,7 +26,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig
 
@@ -35,6 +38,15 @@ log = logging.getLogger("kgov_train")
 
 ADAPTER = "adapter"  # <stage_dir>/adapter, beside final/
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+# The LoRA targets when <key>.lora.target_modules is left at the schema's default (the Llama names), by
+# model.config.model_type: every attention and MLP projection, never the LM head.
+LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
+    **{t: LLAMA_TARGETS for t in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "exaone")},
+    "gpt_neox": ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"),  # Polyglot-ko
+}
 
 
 class LoraSetupError(ValueError):
@@ -150,8 +162,32 @@ def _all_leaves(model) -> list[str]:
     return list(seen)
 
 
-def peft_config(cfg: DictConfig, name: str, model) -> Any:
+def target_modules(cfg: DictConfig, name: str, model) -> list[str]:
+    """<key>.lora.target_modules, or DEFAULT_TARGETS[model_type] when it is left at the (Llama) default."""
+    targets = [str(t) for t in section(cfg, name).lora.target_modules]
+    model_type = str(getattr(model.config, "model_type", ""))
+    if tuple(targets) == LLAMA_TARGETS and model_type in DEFAULT_TARGETS:
+        return list(DEFAULT_TARGETS[model_type])
+    return targets
+
+
+def embedding_modules(model) -> list[str]:
+    """The input embedding's and (when not tied to it) the output head's module names, for modules_to_save."""
+    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
+    names = [_module_name(model, emb)]
+    if head is not None and head.weight is not emb.weight:
+        names.append(_module_name(model, head))
+    return [n.rsplit(".", 1)[-1] for n in names if n]
+
+
+def peft_config(cfg: DictConfig, name: str, model, extended: bool = False) -> Any:
     """peft.LoraConfig (task CAUSAL_LM) from <key>.lora, checked against `model`; None when LoRA is off.
+
+    target_modules left at the default: the architecture's names (DEFAULT_TARGETS). extended (the vocabulary grew:
+    pretrain after a tokenizer extension): modules_to_save left empty trains the embedding rows in full, input
+    embedding and LM head (one module when tied; peft keeps the copies tied). modules_to_save rather than peft's
+    trainable_token_indices: it is the path the merge and ZeRO-2/ZeRO-3 are tested on here (tests/test_lora.py), it
+    covers an untied LM head without extra keys, and the old rows adapt to the new tokens beside them.
 
     Refused, naming the key: a target_modules or modules_to_save entry that matches no module of the model, a target
     that matches no Linear/Embedding/Conv module, lm_head as a LoRA target (TRL's fused LM head reads lm_head.weight
@@ -168,8 +204,8 @@ def peft_config(cfg: DictConfig, name: str, model) -> Any:
     from peft import LoraConfig, TaskType
 
     key = f"{key_of(cfg, name)}.lora"
-    targets = [str(t) for t in lo.target_modules]
-    to_save = [str(t) for t in lo.modules_to_save]
+    targets = target_modules(cfg, name, model)
+    to_save = [str(t) for t in lo.modules_to_save] or (embedding_modules(model) if extended else [])
     if not targets:
         raise LoraSetupError(f"{key}.target_modules is empty: name the modules to adapt, e.g. "
                              f"{_adaptable_leaves(model)}")
@@ -186,7 +222,10 @@ def peft_config(cfg: DictConfig, name: str, model) -> Any:
     for t in targets:
         hits = [(n, m) for n, m in names if _matches(n, t)]
         if not hits:
-            raise LoraSetupError(f"{key}.target_modules: '{t}' matches no module of the model; it has "
+            model_type = getattr(model.config, "model_type", "?")
+            default = "" if model_type in DEFAULT_TARGETS else (
+                f" (model_type '{model_type}' has no default targets in kgov_train.train.lora.DEFAULT_TARGETS)")
+            raise LoraSetupError(f"{key}.target_modules: '{t}' matches no module of the model{default}; it has "
                                  f"{', '.join(_adaptable_leaves(model))}")
         if not any(isinstance(m, adaptable) for _, m in hits):
             kinds = sorted({type(m).__name__ for _, m in hits})
@@ -200,9 +239,25 @@ def peft_config(cfg: DictConfig, name: str, model) -> Any:
         if not any(_matches(n, t) for n, _ in names):
             raise LoraSetupError(f"{key}.modules_to_save: '{t}' matches no module of the model; it has "
                                  f"{', '.join(_all_leaves(model)[:40])}")
+    tied = bool(getattr(model.config, "tie_word_embeddings", False)) and model.get_output_embeddings() is not None
     return LoraConfig(task_type=TaskType.CAUSAL_LM, r=int(lo.r), lora_alpha=int(lo.alpha),
                       lora_dropout=float(lo.dropout), target_modules=targets, modules_to_save=to_save or None,
-                      bias="none")
+                      bias="none", ensure_weight_tying=tied and bool(to_save))
+
+
+def wrap(cfg: DictConfig, name: str, model, extended: bool = False, gradient_checkpointing: bool = False):
+    """`model` as a peft model for a stage that builds its own Trainer (pretrain); unchanged when LoRA is off.
+    A QLoRA base (loaded with quantization_config) is prepared for k-bit training first."""
+    peft_cfg = peft_config(cfg, name, model, extended=extended)
+    if peft_cfg is None:
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if getattr(model, "is_loaded_in_4bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if gradient_checkpointing:  # checkpointed blocks need an input that requires grad, or LoRA gets none
+        model.enable_input_require_grads()
+    return get_peft_model(model, peft_cfg)
 
 
 def _module_name(model, module) -> str | None:
@@ -244,8 +299,9 @@ def _without_zero3():
         hf_ds._hf_deepspeed_config_weak_ref = saved
 
 
-def merge_adapter(base: Path, adapter_dir: Path, out: Path, tokenizer=None) -> Path:
-    """base (a model folder) + the adapter in adapter_dir, merged in fp32 on CPU and saved to `out` as a plain model.
+def merge_adapter(base: Path | Callable[[], Any], adapter_dir: Path, out: Path, tokenizer=None) -> Path:
+    """base (a model folder, or a callable building the fp32 model the adapter was trained on) + the adapter in
+    adapter_dir, merged in fp32 on CPU and saved to `out` as a plain model.
 
     One process only (no collectives). modules_to_save (e.g. embed_tokens, lm_head after a vocabulary extension)
     replace the base's modules in the merged model."""
@@ -254,7 +310,8 @@ def merge_adapter(base: Path, adapter_dir: Path, out: Path, tokenizer=None) -> P
     from transformers import AutoModelForCausalLM
 
     with _without_zero3():
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, device_map=None)
+        model = base() if callable(base) else AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32,
+                                                                                  device_map=None)
         merged = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).merge_and_unload()
     if tokenizer is not None:
         set_special_tokens(merged, tokenizer)
@@ -267,7 +324,7 @@ def merge_adapter(base: Path, adapter_dir: Path, out: Path, tokenizer=None) -> P
     return out
 
 
-def save_merged(trainer, final: Path, base: Path, is_main: bool, tokenizer=None) -> Path:
+def save_merged(trainer, final: Path, base: Path | Callable[[], Any], is_main: bool, tokenizer=None) -> Path:
     """The LoRA stage's outputs: <final.parent>/adapter (adapter_config.json, adapter_model.safetensors, tokenizer)
     and `final` (the base from `base` with the adapter merged in, a standalone transformers model). Returns the
     adapter folder.
@@ -288,6 +345,7 @@ def save_merged(trainer, final: Path, base: Path, is_main: bool, tokenizer=None)
         if missing:
             raise RuntimeError(f"{adapter_dir}: save_model wrote no {missing}; is the trained model a peft model?")
         merge_adapter(base, adapter_dir, final, tokenizer)
-        log.info("LoRA: adapter in %s, merged model in %s (base %s)", adapter_dir, final, base)
+        log.info("LoRA: adapter in %s, merged model in %s (base %s)", adapter_dir, final,
+                 "the model the stage built" if callable(base) else base)
     barrier()
     return adapter_dir

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,9 @@ def init_extension_rows(model, extension: dict, extension_file: Path, old_rows: 
     """Set each embedding row a tokenizer extension added (extension.json, data_prep.tokenizer.extend) to the
     mean of the base rows of the pieces it joins (input embeddings, and the output head when not tied): the
     new token starts out as what the base model read for that text. Rows without base_ids keep their init.
-    Returns the number of rows set. Call before DeepSpeed wraps the model."""
+    old_rows: the base tokenizer's size (extension.json's base_vocab_size); a checkpoint padded past it (Qwen2,
+    Polyglot-ko) gives its unused padding rows to the first new ids. Returns the number of rows set. Call before
+    DeepSpeed wraps the model."""
     import contextlib
 
     import torch
@@ -63,7 +66,7 @@ def init_extension_rows(model, extension: dict, extension_file: Path, old_rows: 
     bad = [i for i, base in todo if not old_rows <= i < rows or not all(0 <= j < old_rows for j in base)]
     if bad:
         raise ModelInitError(f"{extension_file}: added ids {bad[:5]} are not new rows in [{old_rows}, {rows}) "
-                             f"or have base_ids outside the checkpoint's {old_rows} rows")
+                             f"or have base_ids outside the base tokenizer's {old_rows} ids")
     gather = contextlib.nullcontext()
     if any(hasattr(w, "ds_id") for w in weights):  # zero.Init-partitioned: gathered; rank 0's values are kept
         import deepspeed
@@ -76,33 +79,50 @@ def init_extension_rows(model, extension: dict, extension_file: Path, old_rows: 
     return len(todo)
 
 
-def build_pretrain_model(cfg: DictConfig, tokenizer, tokenizer_dir: Path | None = None) -> tuple[Any, dict[str, Any]]:
+def build_pretrain_model(cfg: DictConfig, tokenizer, tokenizer_dir: Path | None = None,
+                         base: Path | None = None, quantization=None) -> tuple[Any, dict[str, Any]]:
     """(model, facts for the metrics). Call after the TrainingArguments exist (ZeRO-3 zero.Init) and after seeding.
 
-    tokenizer_dir: the tokenizer's folder; an extension.json there sets the new embedding rows (init_from)."""
+    tokenizer_dir: the tokenizer's folder; an extension.json there sets the new embedding rows (init_from).
+    base: the imported base model of the cpt route, in place of model.init_from; its embeddings grow to an extended
+    tokenizer without model.resize_embeddings (the route extends on purpose). A checkpoint with more embedding rows
+    than its tokenizer has ids (padded, as Qwen2's) grows only when the extended tokenizer outgrows the rows.
+    quantization: a BitsAndBytesConfig (QLoRA, lora.quantization_config): the base loaded in 4-bit on this process's
+    GPU; needs init_from or base."""
     import torch
     from transformers import AutoModelForCausalLM
 
 
     m = cfg.model
-    if m.init_from:
+    init_from = base or m.init_from
+    if quantization is not None and not init_from:
+        raise ModelInitError("pretrain.lora.qlora=true quantizes a base model: set model.init_from or route=cpt")
+    if init_from:
         import json
 
-        src = Path(m.init_from)
+        src = Path(init_from)
         if not (src / "config.json").is_file():
             raise ModelInitError(f"model.init_from: {src} is not a local Hugging Face model folder (no config.json)")
-        model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, attn_implementation=m.attn_implementation)
-        have, need = int(model.config.vocab_size), len(tokenizer)
+        load: dict[str, Any] = {"dtype": torch.float32}
+        if quantization is not None:  # ZeRO-3 places the partitions itself; else this rank's GPU holds it all
+            from transformers.integrations import is_deepspeed_zero3_enabled
+
+            local = {"": int(os.environ.get("LOCAL_RANK", 0))}
+            load = {"dtype": torch.bfloat16, "quantization_config": quantization,
+                    "device_map": None if is_deepspeed_zero3_enabled() else local}
+        model = AutoModelForCausalLM.from_pretrained(src, attn_implementation=m.attn_implementation, **load)
+        have, need = int(model.config.vocab_size), len(tokenizer)  # rows (ZeRO-3: the weight is partitioned)
         info: dict[str, Any] = {"init_from": str(src), "init_vocab_size": have}
         ext_file = Path(tokenizer_dir) / "extension.json" if tokenizer_dir is not None else None
         extension = json.loads(ext_file.read_text(encoding="utf-8")) if ext_file and ext_file.is_file() else None
-        if extension is not None and int(extension["base_vocab_size"]) != have:
+        base_ids = int(extension["base_vocab_size"]) if extension is not None else have
+        if base_ids > have:  # fewer rows than the base tokenizer: padded rows (base_ids <= have) are fine
             raise ModelInitError(
-                f"{ext_file} extends a tokenizer of {extension['base_vocab_size']} ids but {src / 'config.json'} "
+                f"{ext_file} extends a tokenizer of {base_ids} ids but {src / 'config.json'} "
                 f"has vocab_size {have}: the tokenizer was extended from another model's tokenizer"
             )
         if have < need:
-            if not m.resize_embeddings:
+            if not (m.resize_embeddings or base):
                 raise ModelInitError(
                     f"model.init_from: {src} has {have} embedding rows but the tokenizer has {need} tokens; "
                     "set model.resize_embeddings=true to grow the embeddings (new rows get the mean embedding), "
@@ -112,7 +132,7 @@ def build_pretrain_model(cfg: DictConfig, tokenizer, tokenizer_dir: Path | None 
             info["resized_embeddings_to"] = need
             log.info("pretrain: embeddings of %s grown from %d to %d rows (mean init)", src, have, need)
         if extension is not None:
-            n = init_extension_rows(model, extension, ext_file, have)
+            n = init_extension_rows(model, extension, ext_file, base_ids)
             info.update({"embedding_init": "extension_mean_of_base_pieces", "embedding_rows_initialised": n})
             log.info("pretrain: %d new embedding rows set to the mean of their base pieces (%s)", n, ext_file)
     else:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kgov_train.errors import TrainDataError
+from data_prep.tokenizer import chat_template as S_CT
+from data_prep.tokenizer import specials as S
 
 
 def count_parameters(model) -> int:
@@ -37,6 +38,17 @@ def load_model_dir(path: Path, what: str, attn_implementation: str = "sdpa"):
     return model, tokenizer
 
 
-def need_chat_template(tokenizer, where: Path, name: str) -> None:
-    if not getattr(tokenizer, "chat_template", None):
-        raise TrainDataError(f"{name}: the tokenizer in {where} has no chat template; the tokenizer stage sets one")
+def ensure_chat_template(model, tokenizer) -> str:
+    """The chat template SFT and DPO train with: the model's own ("own"), or for a base model without one (a Llama-2
+    or GPT-NeoX base, a cpt run that kept such a tokenizer) the project's ("project's"), whose role markers are
+    added as special tokens with new embedding rows (the mean of the others) where the vocabulary lacks them."""
+    if getattr(tokenizer, "chat_template", None):
+        return "own"
+    tokenizer.chat_template = S_CT.DEFAULT_CHAT_TEMPLATE
+    missing = [m for m in S.ROLE_MARKERS if m not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_tokens(missing, special_tokens=True)
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    return "project's"
