@@ -1,4 +1,5 @@
-"""`kgov-train plan`: parameter count vs transformers, model states vs DeepSpeed's estimators, activations, CLI."""
+"""`kgov-train plan`: parameter count vs transformers, model states vs DeepSpeed's estimators, activations, CLI;
+LoRA/QLoRA: adapter count vs peft, method and ZeRO ordering, the QLoRA paper's published figures."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import sys
 import pytest
 
 from tests.helpers import REPO_ROOT
+from kgov_train.errors import RecipeError
+from kgov_train.planner import lora as LO
 from kgov_train.planner import memory as M
+from kgov_train.planner.model import Shape
 from kgov_train.planner.report import Settings, make_plan, render, shape_of
 from tests.helpers import compose_cfg
 
@@ -191,3 +195,122 @@ def test_cli_bad_key_one_line(args, key, capsys):
     assert main([*args]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and key in err and "Traceback" not in err, err
+
+
+# --- LoRA and QLoRA (pretrain.lora) ------------------------------------------------------------------------------------
+
+LORA = ["pretrain.lora.enabled=true"]
+QLORA = [*LORA, "pretrain.lora.qlora=true"]
+# LLaMA-1 shapes (Touvron et al. 2023, table 2; vocab 32000), the models of the QLoRA paper.
+LLAMA_7B = Shape(vocab=32000, hidden=4096, intermediate=11008, layers=32, heads=32, kv_heads=32)
+LLAMA_65B = Shape(vocab=32000, hidden=8192, intermediate=22016, layers=80, heads=64, kv_heads=64)
+GUANACO = LO.Adapter(r=64, qlora=True, dropout=0.05)  # QLoRA paper, appendix B: r 64 on every linear layer
+
+
+@pytest.mark.parametrize("overrides, targets, to_save", [
+    (["model=tiny"], LO.LAYER_LINEARS, ()),
+    (["model=tiny"], ("q_proj", "v_proj"), ("embed_tokens", "lm_head")),  # GQA k/v; a vocabulary extension
+    (["model=tiny", "model.tie_word_embeddings=true", "tokenizer.vocab_size=2000"],
+     ("k_proj", "o_proj", "down_proj", "embed_tokens"), ()),
+    (["model=tiny", "model.num_hidden_layers=3"], ("gate_proj", "up_proj"), ("norm", "input_layernorm")),
+])
+def test_adapter_params_match_peft(overrides, targets, to_save):
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = cfg_for(*overrides)
+    shape, m = shape_of(cfg), cfg.model
+    config = LlamaConfig(vocab_size=shape.vocab, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
+                         num_hidden_layers=m.num_hidden_layers, num_attention_heads=m.num_attention_heads,
+                         num_key_value_heads=m.num_key_value_heads or m.num_attention_heads,
+                         tie_word_embeddings=m.tie_word_embeddings)
+    torch.manual_seed(0)
+    model = peft.get_peft_model(LlamaForCausalLM(config), peft.LoraConfig(
+        r=8, lora_alpha=16, target_modules=list(targets), modules_to_save=list(to_save) or None))
+    trainable, everything = model.get_nb_trainable_parameters()
+    ad = LO.Adapter(r=8, targets=targets, modules_to_save=to_save)
+    assert LO.trainable_params(shape, ad) == trainable
+    assert everything - trainable == shape.params  # the frozen base: modules_to_save keep their original
+    assert LO.largest_trainable_module(shape, ad) == max(
+        sum(p.numel() for p in mod.parameters(recurse=False) if p.requires_grad) for mod in model.modules())
+
+
+def test_lora_rows_qlora_below_lora_below_full_and_zero3_partitions_the_base():
+    for model in ("7b", "13b"):
+        plans = {name: make_plan(cfg_for("recipe=kgov_7b", f"model={model}", "nnodes=1", *extra))
+                 for name, extra in (("full", []), ("lora", LORA), ("qlora", QLORA))}
+        assert [p["method"] for p in plans.values()] == ["full", "lora", "qlora"]
+        P, T = plans["full"]["params"], plans["lora"]["trainable_params"]
+        assert T == plans["qlora"]["trainable_params"] < P / 100
+        rows = {name: {r["option"]: r for r in p["options"]} for name, p in plans.items()}
+        for opt in M.OPTIONS:  # with activation checkpointing, as the recipe runs
+            full, lora, qlora = (rows[n][opt.label] for n in ("full", "lora", "qlora"))
+            if not opt.offload_param:  # all on the host: the frozen base no longer counts on the GPU
+                assert qlora["total_ckpt_gib"] < lora["total_ckpt_gib"], (model, opt)
+            if not opt.offload_optimizer:  # offloaded, full training keeps only its bf16 weights, as LoRA does
+                assert lora["total_ckpt_gib"] < full["total_ckpt_gib"], (model, opt)
+                assert lora["max_micro_batch_ckpt"] >= full["max_micro_batch_ckpt"]
+            # Without checkpointing LoRA's dropout copies (3 B per input feature of each adapted module, every
+            # layer) outweigh what it saves at ZeRO-2/3: 130 GiB of activations at micro batch 4 against 78.
+            extra = LO.extra_activation_bytes(shape_of(cfg_for("recipe=kgov_7b", f"model={model}")),
+                                              LO.Adapter(), 4096, 4, False)
+            assert lora["activations_gib"] - full["activations_gib"] == pytest.approx(extra / M.GIB)
+        # ZeRO-0/1/2: the frozen base whole on every GPU; ZeRO-3: one eighth of it (8 GPUs).
+        base = 2 * P / M.GIB
+        for label in ("ZeRO-0 (DDP)", "ZeRO-1", "ZeRO-2"):
+            assert rows["lora"][label]["params_gib"] == pytest.approx(base + 2 * T / M.GIB)
+        assert rows["lora"]["ZeRO-3"]["params_gib"] == pytest.approx((base + 2 * T / M.GIB) / 8)
+        two = {r["option"]: r for r in make_plan(cfg_for("recipe=kgov_7b", f"model={model}", "nnodes=2",
+                                                         *LORA))["options"]}
+        assert two["ZeRO-2"]["params_gib"] == rows["lora"]["ZeRO-2"]["params_gib"]
+        assert two["ZeRO-3"]["params_gib"] == pytest.approx(rows["lora"]["ZeRO-3"]["params_gib"] / 2)
+        # QLoRA under ZeRO-3: the 4-bit codes are partitioned, the quantisation constants are not.
+        part, whole = LO.frozen_bytes(shape_of(cfg_for(f"model={model}", "tokenizer.vocab_size=64000")),
+                                      LO.Adapter(qlora=True))
+        assert rows["qlora"]["ZeRO-3"]["params_gib"] == pytest.approx((part / 8 + whole + 2 * T / 8) / M.GIB)
+        assert rows["lora"]["ZeRO-3"]["grads_gib"] == pytest.approx(2 * T / 8 / M.GIB)
+        assert rows["lora"]["ZeRO-2"]["optim_gib"] == pytest.approx(16 * T / 8 / M.GIB)
+
+
+def test_qlora_base_and_the_65b_on_one_48gb_gpu_of_the_qlora_paper():
+    """Dettmers et al. 2023, "QLoRA: Efficient Finetuning of Quantized LLMs" (arXiv:2305.14314): section 2, "the 4-bit
+    base model [LLaMA 7B] consumes 5,048 MB of memory"; abstract, a 65B model finetuned on a single 48GB GPU with
+    NF4 + double quantisation, r=64 LoRA on every linear layer, bf16 adapters and a paged 32-bit Adam."""
+    assert LO.NF4_BYTES * 8 == pytest.approx(4.127, abs=5e-4)  # section 3: 4 + 8/64 + 32/(64*256) bits
+    base7 = sum(LO.frozen_bytes(LLAMA_7B, GUANACO))
+    assert base7 == pytest.approx(5048e6, rel=0.25)  # ours 3,866 MB: their measurement includes allocator overhead
+    assert sum(LO.frozen_bytes(LLAMA_7B, LO.Adapter())) == 2 * LLAMA_7B.params  # bf16 LoRA base: 13.5 GB
+
+    # 65B at micro batch 1, 512 tokens, checkpointing, one GPU, with the paper's optimizer: bf16 adapter and its
+    # gradient, Adam's m and v in fp32 (12 B/param), no fp32 master copy.
+    part, whole = LO.frozen_bytes(LLAMA_65B, GUANACO)
+    T = LO.trainable_params(LLAMA_65B, GUANACO)
+    assert T == 799_539_200
+    act = M.activation_bytes(LLAMA_65B, 512, 1, True, False) + LO.extra_activation_bytes(LLAMA_65B, GUANACO, 512, 1,
+                                                                                         True)
+    paper_setup = part + whole + 12 * T + LO.DEQUANT_BYTES * LO.largest_quantised(LLAMA_65B) + act
+    assert 0.85 * 48e9 <= paper_setup <= 48e9  # fits the 48 GB, but only just (they needed paged optimizers)
+    # The planner's own accounting (DeepSpeed: fp32 master, fp32 step gradients) does not fit 48 GB there.
+    states = LO.model_states(LLAMA_65B, GUANACO, 1, M.OPTIONS[0])
+    assert M.total_bytes(states, act, 0) > 48e9
+    assert states.step - (part + whole + 12 * T) == pytest.approx(8 * T)  # + fp32 master 4 + fp32 gradient 4
+    lora = LO.model_states(LLAMA_65B, LO.Adapter(r=64, dropout=0.05), 1, M.OPTIONS[0])
+    assert lora.fwd_bwd > 2 * 65e9  # the bf16 base alone: >130 GB
+
+
+def test_lora_recipe_errors_and_render():
+    cfg = cfg_for("model=7b", *A100, "nnodes=1", "pretrain.lora.qlora=true")
+    with pytest.raises(RecipeError, match=r"pretrain.lora.enabled=true"):
+        make_plan(cfg)
+    with pytest.raises(RecipeError, match=r"pretrain.lora.target_modules: \['qkv_proj'\]"):
+        make_plan(cfg_for("model=7b", *LORA, "pretrain.lora.target_modules=[q_proj,qkv_proj]"))
+    with pytest.raises(RecipeError, match=r"pretrain.lora.modules_to_save: \['wte'\]"):
+        make_plan(cfg_for("model=7b", *LORA, "pretrain.lora.modules_to_save=[wte]"))
+    plan = make_plan(cfg_for("model=7b", *A100, "nnodes=1", *QLORA, "pretrain.lora.r=8",
+                             "pretrain.lora.modules_to_save=[model.embed_tokens,lm_head]"))
+    shape = shape_of(cfg_for("model=7b"))
+    assert plan["saved_params"] == 2 * shape.embedding_params
+    assert plan["adapter_params"] == 8 * 32 * (4096 * 8 + 3 * (4096 + 11008))
+    text = render(plan)
+    assert "QLoRA r=8 on q_proj" in text and "+ full model.embed_tokens,lm_head" in text and "NF4" in text

@@ -53,6 +53,9 @@ def test_a_stage_off_the_route_and_a_tokenizer_mode_against_it_are_refused(bases
         validate(compose_cfg(["recipe=smoke", *on("cpt", bases["llama"]), "tokenizer.mode=train"]))
     with pytest.raises(RecipeError, match="tokenizer.mode: base needs a base model"):
         validate(compose_cfg(["recipe=smoke", "tokenizer.mode=base"]))
+    with pytest.raises(RecipeError, match=r"dpo.from_stage: one of the stages before dpo .*got 'pretrain'"):
+        validate(compose_cfg(["recipe=smoke", *on("finetune", bases["llama"]), "dpo.from_stage=pretrain"]))
+    validate(compose_cfg(["recipe=smoke", *on("finetune", bases["llama"]), "stages=[base,dpo]", "dpo.from_stage=base"]))
     with pytest.raises(RecipeError, match="base.path"):  # the base stage's own check runs before any work
         validate(compose_cfg(["recipe=smoke", *on("finetune", "meta-llama/Llama-2-7b-hf")]))
 
@@ -134,3 +137,19 @@ def test_submit_chains_the_route_stages(tmp_path, bases):
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     assert res.stdout.split()[-5:] == ["<base>", "<sft_general>", "<sft_domain>", "<dpo>", "<eval>"]
     assert "--dependency=afterok:<base> " in res.stdout and "'stages=[sft_general]'" in res.stdout
+
+
+def test_a_template_without_answer_markers_that_trl_cannot_patch_is_refused(tmp_path, bases):
+    base = tmp_path / "model"
+    shutil.copytree(bases["qwen2"], base)
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config["chat_template"] = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
+                               "'<|im_end|>\\n' }}{% endfor %}")
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    run = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "kgov_train.cli", "recipe=smoke", f"run_dir={run}",
+                          *on("finetune", base), "stages=[base,sft_general]"], capture_output=True, text=True,
+                         timeout=600)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out[-3000:]
+    assert "sft_stages.sft_general.assistant_only_loss: the chat template of" in out, out[-3000:]

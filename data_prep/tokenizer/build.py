@@ -52,7 +52,12 @@ class BuildSettings:
     heldout_fraction: float = 0.01
     heldout_chars: int = 2_000_000
     extend_from: Optional[str] = None  # the base tokenizer folder of mode extend / base
-    mode: str = "train"  # train | extend (Korean pieces added to extend_from) | base (extend_from as it is)
+    mode: Optional[str] = None  # train | extend (Korean pieces added to extend_from) | base (extend_from as it is);
+    # None: extend with extend_from, else train
+
+    def __post_init__(self):
+        if self.mode is None:
+            self.mode = "extend" if self.extend_from else "train"
     baseline: Optional[str] = None
     chat_template: Optional[str] = None
 

@@ -29,6 +29,8 @@ LRScheduler = _choices("LRScheduler", "linear cosine cosine_with_restarts polyno
                                       "inverse_sqrt cosine_with_min_lr warmup_stable_decay wsd")
 Optimizer = _choices("Optimizer", "adamw_torch adamw_torch_fused adamw_8bit paged_adamw_8bit adafactor sgd")
 SpikePolicy = _choices("SpikePolicy", "none skip rollback")
+# pretrain.phases[i].trainable: the new embedding rows of a vocabulary extension only, both embedding matrices, all
+PhaseTrainable = _choices("PhaseTrainable", "new_embeddings embeddings all")
 Overlong = _choices("Overlong", "truncate drop")
 # TRL 1.16 DPOConfig.loss_type values (tests/test_recipes.py checks them against TRL's own list)
 DPOLoss = _choices("DPOLoss", "sigmoid hinge ipo exo_pair nca_pair robust bco_pair sppo_hard aot aot_unpaired "
@@ -169,6 +171,18 @@ class SpikeConfig:
 
 
 @dataclass
+class PhaseConfig:
+    """One of `pretrain.phases`: a part of the stage with its own token budget, trainable set, optimizer and
+    schedule, started from the previous phase's weights (docs/pretrain.md#phases)."""
+
+    name: str = MISSING
+    trainable: PhaseTrainable = PhaseTrainable.all
+    tokens: Optional[int] = None  # the phase's length in tokens (rounded up to whole steps); else max_steps
+    max_steps: Optional[int] = None
+    learning_rate: Optional[float] = None  # null: pretrain.learning_rate
+
+
+@dataclass
 class LoraConfig:
     """`sft.lora` / `dpo.lora` / `pretrain.lora`: peft LoRA. final/ is the merged model, the adapter beside it."""
 
@@ -201,6 +215,9 @@ class PretrainConfig(TrainStageConfig):
     warmup_steps: int = 10
     eval_sequences: int = 64  # validation sequences of seq_len tokens scored after training (0: skip)
     lora: LoraConfig = field(default_factory=LoraConfig)  # continued pretraining with LoRA/QLoRA (docs/pretrain.md)
+    # Phases run in order inside the stage (e.g. the new embedding rows first, then all); empty: one phase of
+    # pretrain.tokens / max_steps training everything
+    phases: List[PhaseConfig] = field(default_factory=list)
 
 
 @dataclass

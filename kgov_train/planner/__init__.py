@@ -6,6 +6,9 @@ recipe's micro batch and seq_len with and without activation checkpointing (Kort
 overhead, whether that fits cluster.memory_gb_per_device and the largest micro batch that does. Then the
 training time of pretrain.tokens (null: the Chinchilla budget of 20 tokens/parameter, always shown) at
 6*N + 6*L*s*h FLOPs per token (model.py) and a stated MFU.
+With pretrain.lora.enabled=true (and pretrain.lora.qlora=true) the table is that of LoRA (QLoRA) continued
+pretraining (lora.py): the frozen base in bf16 (NF4 + double quantisation, 4.127 bits, for the decoder Linears),
+whole on every GPU unless ZeRO-3, and mixed-precision Adam over the adapters and modules_to_save only.
 
 Settings that are not recipe keys: plan.mfu (0.40), plan.vocab_size (default: tokenizer.vocab_size rounded up to
 model.pad_vocab_multiple, as the pretrain stage builds the model), plan.overhead_gb (4); --json prints the numbers.

@@ -71,9 +71,20 @@ def _leaf(name: str) -> str:
     return name.rsplit(".", 1)[-1]  # peft matches a plain name against the module path's last parts
 
 
-def unknown(shape: Shape, names) -> list[str]:
+def saved_leaves(shape: Shape, names) -> list[str]:
+    """The modules a modules_to_save list names: peft matches those by a plain suffix of the module path
+    (utils/other.py _set_trainable), so `norm` is model.norm and every input_/post_attention_layernorm too."""
+    out: dict[str, None] = {}
+    for name in names:
+        for leaf in modules(shape):
+            if leaf == _leaf(name) or ("." not in name and leaf.endswith(name)):
+                out.setdefault(leaf, None)
+    return list(out)
+
+
+def unknown(shape: Shape, names, saved: bool = False) -> list[str]:
     known = modules(shape)
-    return [n for n in names if _leaf(n) not in known]
+    return [n for n in names if not (saved_leaves(shape, [n]) if saved else _leaf(n) in known)]
 
 
 def adapter_params(shape: Shape, ad: Adapter) -> int:
@@ -86,7 +97,7 @@ def adapter_params(shape: Shape, ad: Adapter) -> int:
 def saved_params(shape: Shape, ad: Adapter) -> int:
     """modules_to_save: peft trains a full copy of each (embed_tokens, lm_head after a vocabulary extension)."""
     mods = modules(shape)
-    return sum(mods[m][0] * mods[m][1] * mods[m][2] for m in dict.fromkeys(map(_leaf, ad.modules_to_save)))
+    return sum(mods[m][0] * mods[m][1] * mods[m][2] for m in saved_leaves(shape, ad.modules_to_save))
 
 
 def trainable_params(shape: Shape, ad: Adapter) -> int:
@@ -94,9 +105,11 @@ def trainable_params(shape: Shape, ad: Adapter) -> int:
 
 
 def largest_trainable_module(shape: Shape, ad: Adapter) -> int:
+    """Largest trainable module (ZeRO-3 gathers it with its gradient): peft's lora_A (r x in) and lora_B (out x r)
+    are modules of their own; a modules_to_save copy is one whole."""
     mods = modules(shape)
-    lora = [ad.r * (mods[t][0] + mods[t][1]) for t in map(_leaf, ad.targets) if t in mods]
-    saved = [mods[m][0] * mods[m][1] for m in map(_leaf, ad.modules_to_save)]
+    lora = [ad.r * max(mods[t][0], mods[t][1]) for t in map(_leaf, ad.targets) if t in mods]
+    saved = [mods[m][0] * mods[m][1] for m in saved_leaves(shape, ad.modules_to_save)]
     return max(lora + saved + [0])
 
 

@@ -71,7 +71,7 @@ class States:
     grads: float
     optim: float  # fp32 master + m + v
     fp32_grads: float  # optimizer step only
-    working_set: float  # ZeRO-3 forward/backward only
+    working_set: float  # forward/backward only: ZeRO-3's gathered module, QLoRA's dequantised weight (lora.py)
     host: float  # offloaded to host memory, per GPU
 
     @property

@@ -9,6 +9,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig
 
 from kgov_train.errors import RecipeError
+from kgov_train.planner import lora as LO
 from kgov_train.planner import memory as M
 from kgov_train.planner.model import CHINCHILLA_TOKENS_PER_PARAM, Shape
 from kgov_train.train.model import round_up
@@ -61,6 +62,30 @@ def check(cfg: DictConfig, st: Settings) -> None:
                           f"model.max_position_embeddings={cfg.model.max_position_embeddings}")
 
 
+def adapter_of(cfg: DictConfig, shape: Shape) -> Optional[LO.Adapter]:
+    """pretrain.lora as the planner sees it; None: full training."""
+    lo = cfg.pretrain.get("lora")
+    if lo is None or not lo.enabled:
+        if lo is not None and lo.qlora:
+            raise RecipeError("pretrain.lora.qlora=true trains a LoRA adapter on a 4-bit base: set "
+                              "pretrain.lora.enabled=true as well")
+        return None
+    ad = LO.Adapter(r=int(lo.r), targets=tuple(map(str, lo.target_modules)),
+                    modules_to_save=tuple(map(str, lo.modules_to_save)), qlora=bool(lo.qlora),
+                    dropout=float(lo.dropout))
+    if ad.r < 1:
+        raise RecipeError(f"pretrain.lora.r: must be >= 1, got {ad.r}")
+    if not ad.targets:
+        raise RecipeError("pretrain.lora.target_modules: empty; name the modules to adapt, e.g. "
+                          f"{list(LO.LAYER_LINEARS)}")
+    for key, names in (("target_modules", ad.targets), ("modules_to_save", ad.modules_to_save)):
+        bad = LO.unknown(shape, names, saved=key == "modules_to_save")
+        if bad:
+            raise RecipeError(f"pretrain.lora.{key}: {bad} not a module of a Llama model; it has "
+                              f"{', '.join(LO.modules(shape))}")
+    return ad
+
+
 def recipe_option(cfg: DictConfig) -> Optional[str]:
     """The OPTIONS label the recipe itself would run (pretrain.zero_stage over the deepspeed config's stage)."""
     zero = (cfg.deepspeed or {}).get("zero_optimization", {}) or {}
@@ -88,13 +113,24 @@ def make_plan(cfg: DictConfig, st: Settings | None = None) -> dict[str, Any]:
         "vocab_size": shape.vocab, "seq_len": s, "micro_batch_size": b,
         "gradient_checkpointing": bool(p.gradient_checkpointing), "attn_implementation": cfg.model.attn_implementation,
         "attention_score_term": score, "overhead_gib": st.overhead_gb, "recipe_option": recipe_option(cfg),
-        "options": [],
+        "method": "full", "trainable_params": shape.params, "options": [],
     }
+    ad = adapter_of(cfg, shape)
+    if ad is not None:
+        part, whole = LO.frozen_bytes(shape, ad)
+        out.update({"method": ad.method, "lora_r": ad.r, "lora_targets": list(ad.targets),
+                    "modules_to_save": list(ad.modules_to_save), "trainable_params": LO.trainable_params(shape, ad),
+                    "adapter_params": LO.adapter_params(shape, ad), "saved_params": LO.saved_params(shape, ad),
+                    "quantised_params": LO.quantised_params(shape, ad), "frozen_base_gib": (part + whole) / M.GIB})
     if c.memory_gb_per_device > 0:
         mem = c.memory_gb_per_device * M.GIB
-        per_seq = {ck: M.activation_bytes(shape, s, 1, ck, score) for ck in (False, True)}
+        per_seq = {ck: M.activation_bytes(shape, s, 1, ck, score)
+                   + (LO.extra_activation_bytes(shape, ad, s, 1, ck) if ad else 0) for ck in (False, True)}
         for opt in M.OPTIONS:
-            ms = M.model_states(shape.params, shape.largest_layer_params, max(gpus, 1), opt)
+            if ad is None:
+                ms = M.model_states(shape.params, shape.largest_layer_params, max(gpus, 1), opt)
+            else:
+                ms = LO.model_states(shape, ad, max(gpus, 1), opt)
             row: dict[str, Any] = {"option": opt.label, "stage": opt.stage, "offload_optimizer": opt.offload_optimizer,
                                    "offload_param": opt.offload_param, "params_gib": ms.params / M.GIB,
                                    "grads_gib": ms.grads / M.GIB, "optim_gib": (ms.optim + ms.fp32_grads) / M.GIB,
@@ -155,8 +191,16 @@ def render(plan: dict[str, Any]) -> str:
         f"pretrain: micro batch {pl['micro_batch_size']} x seq_len {pl['seq_len']}, attention "
         f"{pl['attn_implementation']} ({'with' if pl['attention_score_term'] else 'no'} s^2 score term), "
         f"recipe gradient_checkpointing={str(pl['gradient_checkpointing']).lower()}",
-        "",
     ]
+    if pl["method"] != "full":
+        base = "NF4 + double quantisation (4.127 bits) for the decoder Linears, bf16 the rest" \
+            if pl["method"] == "qlora" else "bf16"
+        lines.append(f"{'QLoRA' if pl['method'] == 'qlora' else 'LoRA'} r={pl['lora_r']} on "
+                     f"{','.join(pl['lora_targets'])}"
+                     + (f" + full {','.join(pl['modules_to_save'])}" if pl["modules_to_save"] else "")
+                     + f": {pl['trainable_params']:,} trainable ({pl['trainable_params'] / pl['params']:.2%}); "
+                     f"frozen base {pl['frozen_base_gib']:.1f} GiB in {base}, whole on every GPU unless ZeRO-3")
+    lines.append("")
     if not pl["options"]:
         lines += [f"cluster.memory_gb_per_device=0: profile '{pl['cluster']}' has no accelerator memory; "
                   "memory table skipped", ""]
@@ -179,6 +223,9 @@ def render(plan: dict[str, Any]) -> str:
             lines.append(cells + host)
         lines += ["optim = fp32 master + Adam m, v (12 B/param) + the step's fp32 gradients (4 B/param); peak = "
                   "max(forward/backward with ZeRO-3's gathered module, optimizer step)"]
+        if pl["method"] != "full":
+            lines.append("params = frozen base + trainable bf16; grads and optim of the trainable parameters only"
+                         + ("; forward/backward adds the bf16 dequantised weight" if pl["method"] == "qlora" else ""))
         if pl["recipe_option"]:
             lines.append("* the recipe's own choice (pretrain.zero_stage, else deepspeed.zero_optimization)")
         lines.append("")
@@ -186,6 +233,9 @@ def render(plan: dict[str, Any]) -> str:
     lines.append(f"compute: {pl['flops_per_token'] / 1e9:.1f} GFLOPs/token (6 x params + 6 x layers x seq_len x "
                  "hidden), "
                  f"global batch {_n(pl['global_batch_tokens'])} tokens ({pl['global_batch_source']})")
+    if pl["method"] != "full":
+        lines.append("LoRA: the backward pass skips the frozen weights' gradients (~4 x params + 6 x trainable FLOPs "
+                     "per token of real work); the time counts 6 x params, as the logged mfu does")
     timed = all("gpu_hours" in r for r in pl["runs"])
     if timed:
         lines.append(f"time at MFU {pl['mfu']:.2f} of {pl['peak_tflops_per_gpu']:g} TFLOPS/GPU on {pl['gpus']} GPUs:")

@@ -18,6 +18,7 @@ import gc
 import json
 import logging
 import math
+import os
 import resource
 import signal
 import time
@@ -27,6 +28,8 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
+from kgov_train.run_folder import read_jsonl
+from kgov_train.train.callbacks import MetricsCallback
 from kgov_train.train.distributed import all_reduce
 
 log = logging.getLogger("kgov_train")
@@ -102,8 +105,6 @@ class SpikeGuard:
 # ---------------------------------------------------------------------------------------------------------------------
 # The Trainer
 # ---------------------------------------------------------------------------------------------------------------------
-
-
 
 
 class PretrainTrainer(Trainer):
@@ -287,3 +288,57 @@ def flops_per_token(parameters: int, layers: int, hidden: int, seq_len: int) -> 
     """Training FLOPs per token: 6N for the weights (forward + backward) plus attention scores and values,
     6 x layers x seq_len x hidden (Chinchilla's approximation, causal masking ignored)."""
     return 6.0 * parameters + 6.0 * layers * seq_len * hidden
+
+
+class PhaseMetrics(MetricsCallback):
+    """metrics.jsonl across the phases of pretrain.phases (`phase`: a phases.Phase): `step` counts the stage's steps
+    (earlier phases' included) and each row carries `phase` (its name), `phase_index` and `phase_step` (the phase
+    Trainer's own step). Without phases it is the plain MetricsCallback."""
+
+    def __init__(self, *args, phase, step_offset: int, token_offset: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.phase, self.step_offset, self.token_offset = phase, step_offset, token_offset
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.phase.name is None:
+            return super().on_train_begin(args, state, control, **kwargs)
+        main, self.is_main = self.is_main, False
+        try:
+            super().on_train_begin(args, state, control, **kwargs)
+        finally:
+            self.is_main = main
+        if main:  # earlier phases' rows, and this phase's up to the resumed step
+            i = self.phase.index
+            rows = [r for r in read_jsonl(self.path) if r.get("phase_index", 0) < i or
+                    (r.get("phase_index") == i and r.get("phase_step", 0) <= state.global_step)]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+            os.replace(tmp, self.path)
+            self.last = rows[-1] if rows else None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.phase.name is None:
+            return super().on_log(args, state, control, logs=logs, **kwargs)
+        before, main = self.last, self.is_main
+        self.is_main = False
+        try:
+            super().on_log(args, state, control, logs=logs, **kwargs)
+        finally:
+            self.is_main = main
+        if self.last is before or self.last is None:
+            return
+        rec = dict(self.last)
+        rec.update({"step": self.step_offset + rec["step"], "tokens_seen": self.token_offset + rec["tokens_seen"],
+                    "phase": self.phase.name, "phase_index": self.phase.index, "phase_step": rec["step"]})
+        self.last = rec
+        if main:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            log.info("pretrain [%s] step %d/%d loss %s lr %s grad_norm %s tok/s %.0f", self.phase.name,
+                     rec["phase_step"], state.max_steps, _f(rec["loss"], ".4f"), _f(rec["lr"], ".3g"),
+                     _f(rec["grad_norm"], ".3f"), rec["tokens_per_sec"])
+
+
+def _f(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)

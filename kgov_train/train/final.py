@@ -65,7 +65,7 @@ def write_stage_papers(ctx: StageContext, trainer, final: Path, known: dict[str,
                    "zero_stage": zero_stage(ctx.cfg, name, ctx.world_size)}
         if fpt:
             metrics["flops_per_token"] = fpt[0]
-        metrics = {**(known or {}), **metrics}
+        metrics = {**metrics, **(known or {})}  # the stage's own totals win (pretrain's phases: one trainer each)
         recipe, device = str(ctx.cfg.recipe_name), str(ctx.cfg.cluster.device)
     except Exception as e:
         raise PapersError(f"could not collect the facts for the model card of {final}: {type(e).__name__}: {e}") from e

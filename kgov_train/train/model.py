@@ -131,6 +131,8 @@ def build_pretrain_model(cfg: DictConfig, tokenizer, tokenizer_dir: Path | None 
             model.resize_token_embeddings(need, mean_resizing=True)
             info["resized_embeddings_to"] = need
             log.info("pretrain: embeddings of %s grown from %d to %d rows (mean init)", src, have, need)
+        if extension is not None or have < need:  # rows from here on are new (pretrain.phases: new_embeddings)
+            info["new_rows_from"] = base_ids
         if extension is not None:
             n = init_extension_rows(model, extension, ext_file, base_ids)
             info.update({"embedding_init": "extension_mean_of_base_pieces", "embedding_rows_initialised": n})

@@ -92,13 +92,14 @@ def _resume_problem(ckpt_dir: Path, last: Path, settings: dict[str, Any], max_st
     return None
 
 
-def resume_checkpoint(ctx: StageContext, name: str, max_steps: int) -> Path | None:
-    """The last complete checkpoint of this stage, if it was written under the same settings.
+def resume_checkpoint(ctx: StageContext, name: str, max_steps: int, ckpt_dir: Path | None = None) -> Path | None:
+    """The last complete checkpoint of this stage (in ckpt_dir: one pretrain phase's), if it was written under the
+    same settings.
 
     Rank 0 decides and every rank follows, so they all resume from the same checkpoint or all refuse. A fresh
     start records the settings next to the checkpoints for the next resumption to compare against.
     """
-    ckpt_dir = ctx.stage_dir / CHECKPOINTS
+    ckpt_dir = ckpt_dir or ctx.stage_dir / CHECKPOINTS
     decision: tuple[str | None, str | None] = (None, None)
     if ctx.is_main:
         settings = run_settings(ctx, name)
@@ -120,10 +121,12 @@ def checkpoint_step(checkpoint: Path | None) -> int:
     return int(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
 
 
-def train(ctx: StageContext, name: str, trainer, before_train=None) -> tuple[Any, Path | None]:
-    """trainer.train(), resuming from the last complete checkpoint of an interrupted run of this stage.
-    before_train(checkpoint or None) runs first (pretrain positions its data there)."""
-    resume = resume_checkpoint(ctx, name, int(trainer.args.max_steps))
+def train(ctx: StageContext, name: str, trainer, before_train=None,
+          ckpt_dir: Path | None = None) -> tuple[Any, Path | None]:
+    """trainer.train(), resuming from the last complete checkpoint of an interrupted run of this stage (in ckpt_dir:
+    one pretrain phase's). before_train(checkpoint or None) runs first (pretrain positions its data there)."""
+    ckpt_dir = ckpt_dir or ctx.stage_dir / CHECKPOINTS
+    resume = resume_checkpoint(ctx, name, int(trainer.args.max_steps), ckpt_dir)
     if before_train is not None:
         before_train(resume)
     if ctx.is_main:
@@ -131,6 +134,6 @@ def train(ctx: StageContext, name: str, trainer, before_train=None) -> tuple[Any
             step = json.loads((resume / "trainer_state.json").read_text())["global_step"]
             log.info("%s: resuming from %s (global_step %d of %d)", name, resume, step, trainer.args.max_steps)
         else:
-            log.info("%s: starting from step 0 (no checkpoint in %s)", name, ctx.stage_dir / CHECKPOINTS)
+            log.info("%s: starting from step 0 (no checkpoint in %s)", name, ckpt_dir)
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return output, resume
