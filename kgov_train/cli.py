@@ -2,8 +2,13 @@
 
     kgov-train recipe=smoke [overrides]                 run the recipe's stages here
     kgov-train submit recipe=X cluster=Y [--dry-run]    submit them to Slurm as chained jobs
+    kgov-train [submit] -m recipe=smoke tokenizer.vocab_size=1000,1500
+                                                        a sweep: one run per combination, runs/<recipe>-sweep/<N>,
+                                                        identical stages computed once (the stage cache)
     kgov-train plan model=M cluster=C [nnodes=N] [plan.mfu=0.4] [--json]
                                                         memory per GPU and training time (kgov_train/planner)
+    kgov-train compare RUN_DIR... | SWEEP_DIR [--out DIR] [--json]
+                                                        runs side by side (kgov_train/compare)
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from kgov_train import assets, offline, pipeline
+from kgov_train import assets, offline, pipeline, stage_cache
+from kgov_train.compare.cli import main as compare_main
 from kgov_train.config.schema import register
 from kgov_train.errors import LaunchError, ManifestError, RecipeError, RunFolderBusy, StageFailed, SubmitError
 from kgov_train.launch import LOCK_ARG, PLANNED_ARG, ops_cache_env, under_torchrun
@@ -28,6 +35,7 @@ from kgov_train.slurm import submit
 log = logging.getLogger("kgov_train")
 # How this process was started: `submit` [--dry-run], or a torchrun child with the plan its parent made.
 _MODE: dict = {"submit": False, "dry_run": False, "planned": None, "lock": None}
+_TWINS: dict = {}  # submit -m: the first Slurm job of each stage identity (slurm.submit), across the sweep's jobs
 
 
 def _setup() -> None:
@@ -42,9 +50,17 @@ def _setup() -> None:
 def _app(cfg: DictConfig) -> None:
     overrides = list(HydraConfig.get().overrides.task)
     try:
+        sweep = HydraConfig.get().mode == RunMode.MULTIRUN and not under_torchrun()
+        if sweep:
+            overrides = _sweep_job(cfg, overrides)
         pipeline.validate(cfg)
         if _MODE["submit"]:
-            print(" ".join(submit(cfg, overrides, dry_run=_MODE["dry_run"])))
+            ids = submit(cfg, overrides, dry_run=_MODE["dry_run"], twins=_TWINS if sweep else None,
+                         label=f"{HydraConfig.get().job.num}:" if sweep else "")
+            print(" ".join(ids))
+            if sweep and not _MODE["dry_run"]:
+                stage_cache.record_sweep_job(Path(HydraConfig.get().sweep.dir), HydraConfig.get().job.num,
+                                             list(HydraConfig.get().overrides.task), str(cfg.run_dir), slurm_jobs=ids)
         elif under_torchrun():
             # wandb's run files in the stage folder (a local parent set it already; a Slurm job did not)
             offline.apply_defaults(os.environ, offline.tracker_env(Path(cfg.run_dir) / str(cfg.stages[0])))
@@ -61,6 +77,25 @@ def _app(cfg: DictConfig) -> None:
         log.error("%s: %s", type(e).__name__, e)
         log.debug("details", exc_info=True)  # shown with hydra.verbose=kgov_train
         sys.exit(1)
+
+
+def _sweep_job(cfg: DictConfig, overrides: list[str]) -> list[str]:
+    """A job of `kgov-train -m`: its run folder is its sweep subfolder (hydra.sweep.dir/<job number>) unless the
+    command line names run_dir, and the stage cache is the sweep's (<sweep dir>/.stage-cache) unless it names
+    cache_dir; both join the overrides, which the job's torchrun children and Slurm jobs get. The job is recorded
+    in <sweep dir>/sweep.json."""
+    hc = HydraConfig.get()
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    sweep_dir = Path(str(hc.sweep.dir)).absolute()
+    if "run_dir" not in given:
+        cfg.run_dir = str(hc.runtime.output_dir)
+        overrides = [*overrides, f"run_dir={cfg.run_dir}"]
+    if "cache_dir" not in given and not cfg.get("cache_dir"):
+        cfg.cache_dir = str(sweep_dir / stage_cache.SWEEP_CACHE)
+        overrides = [*overrides, f"cache_dir={cfg.cache_dir}"]
+    if not _MODE["dry_run"]:
+        stage_cache.record_sweep_job(sweep_dir, int(hc.job.num), list(hc.overrides.task), str(cfg.run_dir))
+    return overrides
 
 
 def _config_dir() -> str | None:
@@ -87,10 +122,13 @@ Recipes here ({assets.RECIPES / 'recipe'}): {', '.join(_recipes())}
 
 Keys used most (every key, its type and default: kgov-train recipe=X --cfg job):
   run_dir=runs/<recipe>  stages=[{",".join(CHAIN)}]  force=true  seed=42
+  cache_dir=<folder>  (the stage cache: docs/operations.md)
   nproc_per_node=N  nnodes=N  model=tiny|125m|1b|7b|13b  cluster=<profile>  deepspeed=zero1|zero2|zero3
   data.inputs=[...]  data.dedup.near=true  data.pii.salt=${{oc.env:KGOV_PII_SALT}}
   pretrain.max_steps=N  sft.data=[...]  dpo.data=[...]
 
+Sweeps: -m (--multirun) with comma-separated values runs each combination in turn into runs/<recipe>-sweep/<N>
+(hydra.sweep.dir=... moves it; sweep.json lists the jobs), sharing identical stages through the stage cache.
 Hydra's own options: kgov-train recipe=X --hydra-help. The README has the rest."""
 
 
@@ -101,7 +139,7 @@ def main() -> None:
         print(_usage())
         sys.exit(0)
     # Hydra would fail with a traceback without a recipe: say it in one line, with the choices.
-    if args[0] != "plan" and not any(a.split("=", 1)[0].lstrip("+~") == "recipe" for a in args) \
+    if args[0] not in ("plan", "compare") and not any(a.split("=", 1)[0].lstrip("+~") == "recipe" for a in args) \
             and "--hydra-help" not in args:
         print(f"kgov-train: recipe=<name> is required; recipes: {', '.join(_recipes())} "
               f"(kgov-train --help)", file=sys.stderr)
@@ -109,6 +147,9 @@ def main() -> None:
     # `plan` composes the recipe itself (kgov_train/planner/cli.py): no run, no stage validation, no recipe needed.
     if len(sys.argv) > 1 and sys.argv[1] == "plan":
         sys.exit(plan_main(sys.argv[2:]))
+    # `compare` reads finished run folders (kgov_train/compare): no recipe, no Hydra.
+    if args[0] == "compare":
+        sys.exit(compare_main(args[1:]))
     # `submit` and `--dry-run` are ours, not Hydra's: take them off argv before Hydra parses it.
     if len(sys.argv) > 1 and sys.argv[1] == "submit":
         _MODE["submit"] = True

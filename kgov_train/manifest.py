@@ -123,6 +123,8 @@ class Manifest:
     ended_at: str | None = None
     wall_seconds: float | None = None
     error: str | None = None
+    cache_key: str | None = None  # the fingerprint without the run folder in its paths (kgov_train/stage_cache.py)
+    reused_from: dict[str, Any] | None = None  # filled from the stage cache: the entry, where it was computed
 
     @staticmethod
     def load(stage_dir: Path) -> "Manifest | None":

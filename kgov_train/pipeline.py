@@ -4,6 +4,9 @@ Make-like rule: a stage whose manifest is `complete` with the same config and th
 same input hashes is skipped. A stage that was interrupted (status `running` or
 `failed`) with the same inputs keeps its folder, so training resumes from its
 checkpoints. New inputs, or `force=true`, start the stage from an empty folder.
+With a stage cache (`cache_dir`, set for every run of a sweep), a stage whose key
+has a cache entry is filled from it instead of computed, and every stage sealed
+here is published to it (kgov_train/stage_cache.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kgov_train import launch, runlock
+from kgov_train import launch, runlock, stage_cache
 from kgov_train.config.validate import raise_problems, recipe_problems
 from kgov_train.errors import ManifestError, RunFolderBusy, StageFailed, TrainingInterrupted
 from kgov_train.manifest import Manifest, fingerprint, hash_entries, verify_external_inputs, verify_outputs
@@ -44,6 +47,7 @@ class Plan:
     stage_dir: Path
     manifest: Manifest
     skip: bool
+    reused: bool = False  # filled from the stage cache
 
 
 SECRET_KEYS = ("salt",)  # never written to a manifest; a digest stands in, so a change still reruns the stage
@@ -91,9 +95,17 @@ def plan_stage(cfg: DictConfig, stage: Stage, force: bool) -> Plan:
                                                 for e in hash_entries(stage.external_inputs(cfg))]
     config = stage_config(cfg, stage)
     fp = fingerprint(config, inputs)
+    key = stage_cache.cache_key(config, inputs, run_dir)
     old = Manifest.load(stage_dir)
     if old and old.status == "complete" and old.fingerprint == fp and not force:
         return Plan(stage, stage_dir, old, skip=True)
+    cache = cache_dir(cfg)
+    if cache is not None and not force:
+        hit = stage_cache.fill(cache, stage_dir, Manifest(stage=stage.name, fingerprint=fp, config=config,
+                                                          inputs=inputs, cache_key=key))
+        if hit is not None:
+            return Plan(stage, stage_dir, hit, skip=True, reused=True)
+        old = Manifest.load(stage_dir)  # a refused entry leaves the folder empty
     same_inputs = old is not None and [(i["path"], i["sha256"]) for i in old.inputs] == [
         (i["path"], i["sha256"]) for i in inputs
     ]
@@ -103,9 +115,13 @@ def plan_stage(cfg: DictConfig, stage: Stage, force: bool) -> Plan:
         shutil.rmtree(stage_dir)
     elif old is not None and any(p.name != MANIFEST for p in stage_dir.iterdir()):
         log.info("%s: previous run was %s with the same inputs; continuing in %s", stage.name, old.status, stage_dir)
-    manifest = Manifest(stage=stage.name, fingerprint=fp, config=config, inputs=inputs)
+    manifest = Manifest(stage=stage.name, fingerprint=fp, config=config, inputs=inputs, cache_key=key)
     manifest.save(stage_dir)
     return Plan(stage, stage_dir, manifest, skip=False)
+
+
+def cache_dir(cfg: DictConfig) -> Path | None:
+    return Path(str(cfg.cache_dir)).expanduser() if cfg.get("cache_dir") else None
 
 
 def execute(plan: Plan, cfg: DictConfig, rank: int = 0, world_size: int = 1) -> Manifest:
@@ -138,6 +154,9 @@ def execute(plan: Plan, cfg: DictConfig, rank: int = 0, world_size: int = 1) -> 
         m.metrics = result.metrics
         m.finish("complete", started)
         m.save(plan.stage_dir)
+        cache = cache_dir(cfg)
+        if cache is not None:
+            stage_cache.publish(cache, plan.stage_dir, m, replace=bool(cfg.force))
     return m
 
 
@@ -153,7 +172,8 @@ def _run_stages(cfg: DictConfig, overrides: list[str], lock_token: str) -> list[
     for stage in selected(cfg, list(cfg.stages)):
         plan = plan_stage(cfg, stage, force=bool(cfg.force))
         if plan.skip:
-            log.info("%s: complete with the same config and inputs, skipped (force=true reruns it)", stage.name)
+            if not plan.reused:
+                log.info("%s: complete with the same config and inputs, skipped (force=true reruns it)", stage.name)
             done.append(plan.manifest)
             continue
         log.info("%s: running -> %s", stage.name, plan.stage_dir)
@@ -224,6 +244,8 @@ def _run_training_stage(cfg: DictConfig, stage: Stage, plan: Plan, overrides: li
         rc = launch.torchrun_stage(cfg, stage.name, overrides, plan.manifest.fingerprint, lock_token)
         m = Manifest.load(plan.stage_dir)
         if rc == 0 and m is not None and m.status == "complete":
+            if cfg.force and cache_dir(cfg) is not None:  # the children ran with force=false: replace the entry here
+                stage_cache.publish(cache_dir(cfg), plan.stage_dir, m, replace=True)
             return m
         if m is not None and m.status == "interrupted" and (m.error or "").startswith("rollback"):
             log.warning("%s: %s; restarting from the last checkpoint (%d of at most %d)", stage.name, m.error,

@@ -4,10 +4,18 @@ Each job script is a template from slurm/ (train.sbatch for training stages,
 cpu.sbatch for the others) whose #SBATCH lines are replaced by ones derived from
 the cluster profile and whose arguments are the recipe's overrides, narrowed to
 that stage. Rendered scripts are kept in <run_dir>/slurm/ for the record.
+
+Under `kgov-train submit -m` (a sweep) each job of the sweep submits its own chain. A stage whose identity (its
+config sections and its upstream stages' identities) equals a stage an earlier job of the sweep submitted waits
+for that one too (`afterany`), and then finds its outputs in the sweep's stage cache instead of computing them.
+The identity only orders the jobs: whether a stage is reused is decided when it runs, by its cache key (config
+and input hashes, kgov_train/stage_cache.py).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shlex
@@ -21,7 +29,8 @@ from omegaconf import DictConfig
 from kgov_train import assets
 from kgov_train.errors import SubmitError
 from kgov_train.launch import child_overrides
-from kgov_train.stages import selected
+from kgov_train.pipeline import stage_config
+from kgov_train.stages import chain, selected
 
 log = logging.getLogger("kgov_train")
 TEMPLATES = assets.SLURM
@@ -84,19 +93,39 @@ def render_chain(cfg: DictConfig, overrides: list[str]) -> list[Job]:
     ]
 
 
-def submit(cfg: DictConfig, overrides: list[str], dry_run: bool) -> list[str]:
-    """Write and (unless dry_run) submit the chain; returns job ids (placeholders when dry)."""
+def identities(cfg: DictConfig) -> dict[str, str]:
+    """Each stage of the chain's identity as far as it is known before anything runs: its config sections and
+    its upstream stages' identities (not the hashes of files that do not exist yet)."""
+    out: dict[str, str] = {}
+    for s in chain(cfg):
+        blob = json.dumps({"stage": s.name, "config": stage_config(cfg, s), "needs": [out.get(n) for n in s.needs]},
+                          sort_keys=True, default=str)
+        out[s.name] = hashlib.sha256(blob.encode()).hexdigest()
+    return out
+
+
+def submit(cfg: DictConfig, overrides: list[str], dry_run: bool, twins: dict[str, str] | None = None,
+           label: str = "") -> list[str]:
+    """Write and (unless dry_run) submit the chain; returns job ids (placeholders `<label stage>` when dry).
+    `twins` (a sweep's jobs share it): stage identity -> the first job submitted for it, which a job of the same
+    identity waits for (afterany: it runs even when that one failed)."""
     jobs = render_chain(cfg, overrides)
+    ident = identities(cfg) if twins is not None and cfg.get("cache_dir") else {}
     ids: list[str] = []
     for job in jobs:
         cmd = ["sbatch", "--parsable"]
-        if ids:
+        deps = [f"afterok:{ids[-1]}"] if ids else []
+        twin = twins.get(ident[job.stage]) if twins is not None and job.stage in ident else None
+        deps += [f"afterany:{twin}"] if twin else []
+        if deps:
             # Without --kill-on-invalid-dep a stage whose predecessor failed would pend forever.
-            cmd += [f"--dependency=afterok:{ids[-1]}", "--kill-on-invalid-dep=yes"]
+            cmd += [f"--dependency={','.join(deps)}", "--kill-on-invalid-dep=yes"]
         cmd.append(str(job.path))
         if dry_run:
             print(f"# {job.path}\n# {' '.join(cmd)}\n{job.script}")
-            ids.append(f"<{job.stage}>")
+            ids.append(f"<{label}{job.stage}>")
+            if twins is not None and job.stage in ident:
+                twins.setdefault(ident[job.stage], ids[-1])
             continue
         job.path.parent.mkdir(parents=True, exist_ok=True)
         job.path.write_text(job.script, encoding="utf-8")
@@ -107,5 +136,7 @@ def submit(cfg: DictConfig, overrides: list[str], dry_run: bool) -> list[str]:
         if res.returncode != 0:
             raise SubmitError(f"sbatch refused {job.path}: {res.stderr.strip()}")
         ids.append(res.stdout.strip().split(";")[0])
-        log.info("submitted %s as job %s%s", job.stage, ids[-1], f" (after {ids[-2]})" if len(ids) > 1 else "")
+        if twins is not None and job.stage in ident:
+            twins.setdefault(ident[job.stage], ids[-1])
+        log.info("submitted %s as job %s%s", job.stage, ids[-1], f" ({','.join(deps)})" if deps else "")
     return ids

@@ -131,21 +131,9 @@ def trained(upstream_run, tmp_path_factory) -> SimpleNamespace:
     from kgov_train.train.resume import complete_checkpoints
 
     t0 = time.time()
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "kgov_train.cli", *overrides, "stages=[pretrain]"],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        while True:
-            assert proc.poll() is None, f"pretrain ended before it could be killed; see {log}"
-            assert time.time() - t0 < 300, f"no checkpoint after 300 s; see {log}"
-            rows = metrics_rows(stage) if (stage / "metrics.jsonl").exists() else []
-            if complete_checkpoints(stage / "checkpoints") and rows and rows[-1]["step"] >= SAVE_STEPS + 2:
-                break
-            time.sleep(0.02)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    sigkill_when([*overrides, "stages=[pretrain]"], log, "a checkpoint",
+                 lambda rows: complete_checkpoints(stage / "checkpoints") and rows and rows[-1]["step"] >= SAVE_STEPS + 2,
+                 stage)
     killed_at = time.time()
     deadline = time.time() + 20
     while processes_mentioning(str(run_dir)) and time.time() < deadline:  # the workers die with their agent
@@ -176,6 +164,27 @@ def trained(upstream_run, tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(run_dir=run_dir, log=log.read_text(errors="replace"), killed_rows=killed_rows,
                            killed_at=killed_at, resume_step=resume_step, survivors=survivors,
                            status_after_kill=status_after_kill, overrides=overrides)
+
+
+def sigkill_when(args: list[str], log: Path, what: str, ready, stage: Path, limit: float = 300) -> None:
+    """`python -m kgov_train.cli *args` in a session of its own, output to `log`; SIGKILL its whole process group
+    as soon as ready(rows of stage/metrics.jsonl) holds (it must, before the run ends and within `limit` s)."""
+    t0 = time.time()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "kgov_train.cli", *args], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        while True:
+            assert proc.poll() is None, f"the run ended before it could be killed; see {log}"
+            assert time.time() - t0 < limit, f"no {what} after {limit} s; see {log}"
+            rows = metrics_rows(stage) if (stage / "metrics.jsonl").exists() else []
+            if ready(rows):
+                break
+            time.sleep(0.02)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def kgov(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:

@@ -314,3 +314,24 @@ def test_lora_recipe_errors_and_render():
     assert plan["adapter_params"] == 8 * 32 * (4096 * 8 + 3 * (4096 + 11008))
     text = render(plan)
     assert "QLoRA r=8 on q_proj" in text and "+ full model.embed_tokens,lm_head" in text and "NF4" in text
+
+
+def test_plan_on_a_base_route_counts_the_imported_model(tmp_path):
+    """route=cpt/finetune: the shape comes from base.path's config.json (the model section is not trained), an
+    extended tokenizer grows its vocabulary; a model the planner cannot count is refused naming base.path."""
+    import json
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=500)
+    config.save_pretrained(tmp_path)
+    own = sum(p.numel() for p in LlamaForCausalLM(config).parameters())
+    route = [f"base.path={tmp_path}", "base.name=mine", "base.license=x"]
+    assert shape_of(cfg_for("route=finetune", *route)).params == own
+    assert shape_of(cfg_for("route=cpt", *route, "tokenizer.mode=extend", "tokenizer.vocab_size=600")).vocab == 600
+    assert make_plan(cfg_for("route=finetune", *route))["model"] == "mine"
+    (tmp_path / "config.json").write_text(json.dumps({**json.loads((tmp_path / "config.json").read_text()),
+                                                      "model_type": "gpt_neox"}))
+    with pytest.raises(RecipeError, match="base.path: .*'gpt_neox' model"):
+        shape_of(cfg_for("route=finetune", *route))

@@ -8,12 +8,7 @@ checkpoint and resumed; then the same stage again from scratch (force=true) as t
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +17,7 @@ from transformers import TrainerCallback
 
 from kgov_train.errors import RecipeError
 from tests import foundation as F
-from tests.chains import manifest, metrics_rows, processes_mentioning, run_chain
+from tests.chains import manifest, metrics_rows, processes_mentioning, run_chain, sigkill_when
 from tests.helpers import compose_cfg
 
 PHASES = ("pretrain.phases=[{name:embed,trainable:new_embeddings,max_steps:3,learning_rate:0.01},"
@@ -62,23 +57,9 @@ def phased(llama, tmp_path_factory):
     phase2 = stage / "checkpoints" / "phase-1-all"
     log = run_dir.parent / "killed.log"
     slow = "pretrain.callbacks=[{_target_:tests.test_pretrain_phases.SlowSteps}]"
-    t0 = time.time()
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "kgov_train.cli", *overrides, slow, "stages=[pretrain]"],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        while True:
-            assert proc.poll() is None, f"pretrain ended before it could be killed; see {log}"
-            assert time.time() - t0 < 300, f"no phase-2 checkpoint after 300 s; see {log}"
-            rows = metrics_rows(stage) if (stage / "metrics.jsonl").exists() else []
-            if complete_checkpoints(phase2) and rows and rows[-1].get("phase_step", 0) >= 3 \
-                    and rows[-1].get("phase") == "all":
-                break
-            time.sleep(0.02)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    sigkill_when([*overrides, slow, "stages=[pretrain]"], log, "phase-2 checkpoint",
+                 lambda rows: complete_checkpoints(phase2) and rows and rows[-1].get("phase_step", 0) >= 3
+                 and rows[-1].get("phase") == "all", stage)
     deadline = time.time() + 20
     while processes_mentioning(str(run_dir)) and time.time() < deadline:
         time.sleep(0.1)

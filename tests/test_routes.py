@@ -153,3 +153,26 @@ def test_a_template_without_answer_markers_that_trl_cannot_patch_is_refused(tmp_
     out = res.stdout + res.stderr
     assert res.returncode == 1, out[-3000:]
     assert "sft_stages.sft_general.assistant_only_loss: the chat template of" in out, out[-3000:]
+
+
+@pytest.mark.parametrize("recipe, arch", [("smoke_cpt", "llama"), ("smoke_finetune", "qwen2")])
+def test_each_route_runs_end_to_end_from_its_smoke_recipe(tmp_path, bases, recipe, arch):
+    """The whole chain of the route, as `kgov-train recipe=<smoke_route> base.path=...` runs it; eval compares the
+    base with every stage in bits per byte (the cpt stages must have learnt the Korean corpus)."""
+    run = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "kgov_train.cli", f"recipe={recipe}", f"run_dir={run}",
+                          f"base.path={bases[arch]}", "base.name=tiny", "base.license=apache-2.0"],
+                         capture_output=True, text=True, timeout=1200)
+    (tmp_path / "run.log").write_text(res.stdout + res.stderr)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    names = [s.name for s in chain(compose_cfg([f"recipe={recipe}", f"base.path={bases[arch]}", "base.name=x",
+                                                "base.license=x"]))]
+    assert all(json.loads((run / n / "manifest.json").read_text())["status"] == "complete" for n in names)
+    report = json.loads((run / "eval" / "report.json").read_text())
+    bpb = report["bits_per_byte"]
+    assert set(bpb) == {"base", *[n for n in names if n not in ("base", "data", "tokenizer", "shards", "eval")]}
+    assert all(v["bits_per_byte"] > 0 for sets in bpb.values() for v in sets.values())
+    if recipe == "smoke_cpt":
+        ko = "heldout:ko-gov-sample"
+        assert bpb["pretrain"][ko]["bits_per_byte"] < bpb["base"][ko]["bits_per_byte"], bpb
+        assert report["bits_per_byte_vs_base"][ko] < 0

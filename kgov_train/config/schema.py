@@ -203,6 +203,10 @@ class PretrainConfig(TrainStageConfig):
     # Token-denominated schedule. tokens: the run's length (sets max_steps); global_batch_tokens: tokens per
     # optimizer step over all ranks (sets gradient_accumulation_steps); warmup_tokens overrides warmup_steps.
     tokens: Optional[int] = None
+    # Equal-compute budget instead of tokens (not both; not with phases), e.g. 1.0e21: tokens = flops / (6 N), N the
+    # NON-embedding parameters of the model trained (neither embedding nor LM head; route=cpt: the base's), so
+    # variants with other tokenizers/vocabularies get the same compute in the transformer body (docs/pretrain.md).
+    flops: Optional[float] = None
     global_batch_tokens: Optional[int] = None
     warmup_tokens: Optional[int] = None
     # lr_scheduler_type: cosine | linear | constant_with_warmup | wsd (warmup-stable-decay). With wsd the last
@@ -350,6 +354,9 @@ class KGovConfig:
     recipe_name: str = MISSING
     route: Route = Route.scratch  # scratch | cpt | finetune: the chain of stages (kgov_train.run_folder.ROUTES)
     run_dir: str = "runs/${recipe_name}"
+    # The stage cache (docs/operations.md#sweeps-and-the-stage-cache): a folder where sealed stages are kept by
+    # content and reused by any run that plans the same stage. null: none, except under -m (the sweep's own).
+    cache_dir: Optional[str] = None
     stages: List[str] = field(default_factory=lambda: list(CHAIN))
     seed: int = 42
     force: bool = False

@@ -3,9 +3,10 @@ a plain continuation."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from kgov_train.evaluation.texts import jsonl_records
 
 
 class PromptsError(ValueError):
@@ -17,14 +18,8 @@ def read_prompts(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise PromptsError(f"{path}: eval.prompts file missing")
     prompts = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise PromptsError(f"{path}:{n}: not JSON ({e})") from None
-        if not isinstance(rec, dict) or not isinstance(rec.get("prompt"), str) or not rec["prompt"].strip():
+    for n, rec in jsonl_records(path, "prompt", PromptsError):
+        if not rec["prompt"].strip():
             raise PromptsError(f"{path}:{n}: a prompt record needs a non-empty string 'prompt'")
         prompts.append({"id": str(rec.get("id", f"p{n:02d}")), "prompt": rec["prompt"]})
     if not prompts:

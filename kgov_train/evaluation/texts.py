@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from data_prep.hashing import id_hash
 from data_prep.shards.read import load_index
@@ -44,6 +44,21 @@ def cap_bytes(documents: Iterable[str], max_bytes: int) -> list[str]:
     return out
 
 
+def jsonl_records(path: Path, key: str, error: type[Exception]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of each non-blank line of a JSONL file; a line that is not a JSON object with a string
+    `key` raises `error` naming the file, the line and the key."""
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise error(f"{path}:{n}: not JSON ({e})") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get(key), str):
+            raise error(f"{path}:{n}: a record needs a string '{key}'")
+        yield n, rec
+
+
 def read_text_file(path: Path) -> list[str]:
     """The documents of a .txt (blank-line-separated paragraphs, stripped) or .jsonl ("text" per line) file."""
     path = Path(path)
@@ -52,17 +67,7 @@ def read_text_file(path: Path) -> list[str]:
     if path.suffix == ".txt":
         docs = [p.strip() for p in _PARAGRAPH.split(path.read_text(encoding="utf-8").replace("\r\n", "\n"))]
     elif path.suffix == ".jsonl":
-        docs = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TextsError(f"{path}:{n}: not JSON ({e})") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-                raise TextsError(f"{path}:{n}: a record needs a string 'text'")
-            docs.append(rec["text"])
+        docs = [rec["text"] for _, rec in jsonl_records(path, "text", TextsError)]
     else:
         raise TextsError(f"{path}: eval.text_files takes .txt or .jsonl files, got '{path.suffix}'")
     docs = [d for d in docs if d.strip()]

@@ -6,6 +6,8 @@ writes both from the run folder and the facts handed to it (see kgov_train.paper
 kgov_train.papers.bom for the bom.json schema). A training stage calls it on rank 0 as it saves final/
 (kgov_train.train.final), while its own manifest is still `running`; for an existing run,
 `python -m kgov_train.papers <run_dir> [stage ...]` writes them again from the sealed manifests.
+The eval stage, which runs after them, writes the evaluated models' papers again with their bits per byte into
+<run_dir>/eval/papers/<stage>/ (`write_evaluated`): the training stages' own final/ stay sealed as they are.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from kgov_train.papers.card import render_card
 from kgov_train.papers.facts import PAPERS, gather, lineage
 from kgov_train.run_folder import FINAL, is_training, read_manifest
 
-__all__ = ["FORMAT", "PAPERS", "PapersError", "regenerate", "write_papers"]
+__all__ = ["FORMAT", "PAPERS", "PapersError", "regenerate", "write_evaluated", "write_papers"]
 
 
 class PapersError(RuntimeError):
@@ -89,4 +91,13 @@ def regenerate(run_dir: Path | str, stages: list[str] | None = None) -> list[Pat
     for name in names:
         out = run_dir / name / REGENERATED if sealed_papers(run_dir, name) else None
         written += list(write_papers(run_dir, name, out_dir=out).values())
+    return written
+
+
+def write_evaluated(run_dir: Path | str, stages: list[str], out_root: Path | str) -> list[Path]:
+    """The papers of the training stages the eval stage evaluated (others, e.g. the imported base, are skipped),
+    with <run_dir>/eval/report.json's results, into <out_root>/<stage>/; returns the paths written."""
+    written: list[Path] = []
+    for stage in (s for s in stages if is_training(s)):
+        written += list(write_papers(run_dir, stage, out_dir=Path(out_root) / stage).values())
     return written

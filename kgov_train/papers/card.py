@@ -79,6 +79,24 @@ def _base_line(f: dict[str, Any]) -> str:
             f"`{b.get('fingerprint')}`; {shas}).")
 
 
+def _bits_per_byte(ev: dict[str, Any], stage: str) -> list[str]:
+    """This model's bits per byte per text set, as the eval stage measured it, and the change from the base."""
+    bpb = ev.get("bits_per_byte")
+    if not bpb:
+        return [f"The eval stage did not score `{stage}` in bits per byte (eval.stages / eval.model_stage).", ""]
+    base = any(v.get("base") is not None for v in bpb.values())
+    L = ["Bits per byte (the eval stage): negative log-likelihood in bits per UTF-8 byte of raw text, through the "
+         "model's own tokenizer, so comparable across tokenizers; lower is better."
+         + (" Change: this model minus the imported foundation model (`base`); below 0 = better." if base else ""),
+         ""]
+    header = ["text set", "bits per byte"] + (["base", "change"] if base else [])
+    L += _table(header, [[k, v["bits_per_byte"]] + ([v["base"], v["vs_base"]] if base else [])
+                         for k, v in bpb.items()])
+    if ev.get("bits_per_byte_plot"):
+        L += [f"Plot of every evaluated model: `{ev['bits_per_byte_plot']}`.", ""]
+    return L
+
+
 def render_card(f: dict[str, Any]) -> str:
     stage, c, cfg = f["stage"], f["compute"], f["config"]
     section = _section(cfg, stage)
@@ -169,6 +187,7 @@ def render_card(f: dict[str, Any]) -> str:
               + (f"; first {len(shown)} of {len(ev['eval_stage'])} values, all in bom.json" if
                  len(shown) < len(ev["eval_stage"]) else "") + "):", ""]
         L += _table(["metric", "value"], [[k, v] for k, v in shown])
+        L += _bits_per_byte(ev, stage)
     else:
         L += ["No evaluation stage results were found in the run folder when this card was written: the model "
               "has not been benchmarked here. Run the eval stage, then `python -m kgov_train.papers <run_dir>` "

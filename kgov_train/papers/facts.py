@@ -270,13 +270,39 @@ def evaluation_facts(run_dir: Path, manifests: dict[str, dict], stage: str, metr
     report_path = eval_dir / "report.json"
     if em is not None and em.get("status") == "complete":
         results, where = em.get("metrics") or {}, str(eval_dir / MANIFEST)
-    elif report_path.is_file():
+    elif report_path.is_file():  # the eval stage itself, writing the evaluated models' papers (eval/papers/)
         results, where = read_json(report_path) or {}, str(report_path)
     else:
-        return {"training": training, "eval_stage": None, "eval_path": None, "eval_report_sha256": None}
+        return {"training": training, "eval_stage": None, "eval_path": None, "eval_report_sha256": None,
+                "bits_per_byte": None, "bits_per_byte_plot": None}
     flat = {k: v for k, v in _flatten(results).items() if isinstance(v, (int, float, str, bool)) or v is None}
+    plot = eval_dir / "bits_per_byte.png"
     return {"training": training, "eval_stage": dict(list(flat.items())[:200]), "eval_path": where,
-            "eval_report_sha256": sha256_file(report_path) if report_path.is_file() else None}
+            "eval_report_sha256": sha256_file(report_path) if report_path.is_file() else None,
+            "bits_per_byte": bits_per_byte_facts(results, stage),
+            "bits_per_byte_plot": str(plot) if plot.is_file() else None}
+
+
+EVAL_BASE = "base"  # the eval stage's name for the imported foundation model (kgov_train.stages.eval.BASE)
+
+
+def bits_per_byte_facts(results: dict[str, Any], stage: str) -> dict[str, Any] | None:
+    """{text set: {bits_per_byte, base, vs_base}} of `stage` as the eval stage measured it (its manifest's
+    bits_per_byte_by_stage, else report.json's bits_per_byte); base and vs_base (this model minus the imported
+    foundation model, below 0 = fewer bits, better) when the run has one. None: the stage was not evaluated."""
+    by = results.get("bits_per_byte_by_stage")
+    if not isinstance(by, dict):
+        by = {s: {k: v.get("bits_per_byte") for k, v in sets.items() if isinstance(v, dict)}
+              for s, sets in (results.get("bits_per_byte") or {}).items() if isinstance(sets, dict)}
+    own = by.get(stage)
+    if not isinstance(own, dict) or not own:
+        return None
+    base = by.get(EVAL_BASE) if stage != EVAL_BASE and isinstance(by.get(EVAL_BASE), dict) else {}
+    out = {}
+    for k, v in own.items():
+        b = base.get(k)
+        out[k] = {"bits_per_byte": v, "base": b, "vs_base": None if v is None or b is None else round(v - b, 6)}
+    return out
 
 
 def _flatten(d: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Parameters (transformers' LlamaForCausalLM, no biases):
                      SwiGLU MLP 3*h*i (gate, up, down)
                      RMSNorm    2*h
     final RMSNorm    h
+    non-embedding    L * per layer + h        (neither the input embedding nor the LM head: pretrain.flops's N)
 
 FLOPs per token (forward + backward = 3 x forward, 2 FLOPs per multiply-add), as the pretrain stage's `mfu`
 metric counts them (train/engine.py flops_per_token), so plan.mfu and the logged mfu are the same quantity:
@@ -44,6 +45,12 @@ class Shape:
     @property
     def embedding_params(self) -> int:
         return self.vocab * self.hidden
+
+    @property
+    def non_embedding_params(self) -> int:
+        """The transformer body: every parameter but the input embedding and the LM head (Kaplan et al. 2020's N).
+        Independent of the vocabulary, so pretrain.flops buys variants with other tokenizers the same body compute."""
+        return self.layers * self.layer_params + self.hidden
 
     @property
     def params(self) -> int:

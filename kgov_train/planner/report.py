@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import DictConfig
 
 from kgov_train.errors import RecipeError
+from kgov_train.run_folder import read_json
 from kgov_train.planner import lora as LO
 from kgov_train.planner import memory as M
 from kgov_train.planner.model import CHINCHILLA_TOKENS_PER_PARAM, Shape
 from kgov_train.train.model import round_up
+from kgov_train.train.schedule import ScheduleError, budget_tokens
 
 NO_SCORE_ATTENTION = ("sdpa", "flash_attention_2", "flash_attention_3")  # fused kernels: no s^2 score tensor
 
@@ -26,7 +29,38 @@ class Settings:
     overhead_gb: float = M.OVERHEAD_GIB
 
 
+LLAMA_STYLE = ("llama", "mistral", "qwen2")  # model_types whose shape Shape counts
+
+
+def base_shape(cfg: DictConfig, vocab_size: Optional[int] = None) -> Shape | None:
+    """On a route from an imported base (cpt, finetune): the shape of base.path's config.json (None on scratch); an
+    extended tokenizer (tokenizer.mode=extend) grows the vocabulary to tokenizer.vocab_size."""
+    if str(cfg.route) == "scratch" or not cfg.base.path:
+        return None
+    path = Path(str(cfg.base.path)) / "config.json"
+    try:
+        c = read_json(path)
+    except ValueError as e:
+        raise RecipeError(f"base.path: {e}") from None
+    if not isinstance(c, dict):
+        raise RecipeError(f"base.path: {path} is missing; the planner reads the base model's shape from it")
+    if c.get("model_type") not in LLAMA_STYLE:
+        raise RecipeError(f"base.path: {path} is a '{c.get('model_type')}' model; the planner counts Llama-style "
+                          f"models only ({', '.join(LLAMA_STYLE)})")
+    vocab = int(c["vocab_size"])
+    if str(cfg.route) == "cpt" and cfg.tokenizer.mode == "extend":
+        vocab = max(vocab, int(cfg.tokenizer.vocab_size))
+    heads = int(c["num_attention_heads"])
+    return Shape(vocab=int(vocab_size or vocab), hidden=int(c["hidden_size"]),
+                 intermediate=int(c["intermediate_size"]), layers=int(c["num_hidden_layers"]), heads=heads,
+                 kv_heads=int(c.get("num_key_value_heads") or heads), tied=bool(c.get("tie_word_embeddings", False)))
+
+
 def shape_of(cfg: DictConfig, vocab_size: Optional[int] = None) -> Shape:
+    """The trained model's shape: the imported base's (base_shape), else the recipe's model section's."""
+    base = base_shape(cfg, vocab_size)
+    if base is not None:
+        return base
     m = cfg.model
     if m.architecture != "llama":
         raise RecipeError(f"model.architecture: the planner counts Llama models only, got '{m.architecture}'")
@@ -57,7 +91,12 @@ def check(cfg: DictConfig, st: Settings) -> None:
             raise RecipeError(f"{key}: must be >= 1, got {value}")
     if p.tokens is not None and p.tokens <= 0:
         raise RecipeError(f"pretrain.tokens: must be > 0 (or null: the Chinchilla budget), got {p.tokens}")
-    if p.seq_len > cfg.model.max_position_embeddings:
+    if p.get("flops") is not None:
+        try:
+            budget_tokens(p, 1)  # both keys, phases, sign; the model's N comes in compute()
+        except ScheduleError as e:
+            raise RecipeError(str(e)) from None
+    if base_shape(cfg) is None and p.seq_len > cfg.model.max_position_embeddings:  # a base has its own limit
         raise RecipeError(f"pretrain.seq_len: {p.seq_len} exceeds "
                           f"model.max_position_embeddings={cfg.model.max_position_embeddings}")
 
@@ -107,7 +146,8 @@ def make_plan(cfg: DictConfig, st: Settings | None = None) -> dict[str, Any]:
     s, b = p.seq_len, p.micro_batch_size
     score = cfg.model.attn_implementation not in NO_SCORE_ATTENTION
     out: dict[str, Any] = {
-        "model": cfg.model.name, "cluster": c.name, "nnodes": cfg.nnodes, "gpus_per_node": c.gpus_per_node,
+        "model": cfg.base.name if base_shape(cfg) is not None else cfg.model.name,
+        "cluster": c.name, "nnodes": cfg.nnodes, "gpus_per_node": c.gpus_per_node,
         "gpus": gpus, "memory_gib_per_gpu": c.memory_gb_per_device, "params": shape.params,
         "embedding_params": shape.embedding_params, "largest_layer_params": shape.largest_layer_params,
         "vocab_size": shape.vocab, "seq_len": s, "micro_batch_size": b,
@@ -150,7 +190,11 @@ def make_plan(cfg: DictConfig, st: Settings | None = None) -> dict[str, Any]:
 def compute(cfg: DictConfig, shape: Shape, mfu: float, gpus: int) -> dict[str, Any]:
     c, p = cfg.cluster, cfg.pretrain
     chinchilla = CHINCHILLA_TOKENS_PER_PARAM * shape.params
-    tokens = int(p.tokens) if p.tokens is not None else chinchilla
+    flops = p.get("flops")
+    # pretrain.flops: D = flops / (6 x non-embedding parameters), as the pretrain stage sets it (planner/budget.py)
+    given = budget_tokens(p, shape.non_embedding_params)
+    source = "pretrain.flops" if flops is not None else "pretrain.tokens"
+    tokens = int(given) if given is not None else chinchilla
     fpt = shape.flops_per_token(p.seq_len)
     # As the pretrain stage's schedule (train/schedule.py) sets the batch: global_batch_tokens, else the product.
     if p.global_batch_tokens:
@@ -160,9 +204,11 @@ def compute(cfg: DictConfig, shape: Shape, mfu: float, gpus: int) -> dict[str, A
         batch_source = "seq_len x micro batch x grad. accumulation x GPUs"
     out: dict[str, Any] = {"mfu": mfu, "peak_tflops_per_gpu": c.peak_tflops_per_device, "flops_per_token": fpt,
                            "chinchilla_tokens": chinchilla, "tokens": tokens,
-                           "tokens_source": "pretrain.tokens" if p.tokens is not None else "chinchilla",
+                           "tokens_source": source if given is not None else "chinchilla",
+                           "non_embedding_params": shape.non_embedding_params,
+                           "flops_budget": float(flops) if flops is not None else None,
                            "global_batch_tokens": batch, "global_batch_source": batch_source, "runs": []}
-    budgets = [("pretrain.tokens", tokens)] if p.tokens is not None else []
+    budgets = [(source, tokens)] if given is not None else []
     for name, n in budgets + [("chinchilla", chinchilla)]:
         run: dict[str, Any] = {"budget": name, "tokens": n, "flops": fpt * n,
                                "steps": math.ceil(n / batch)}
@@ -230,6 +276,10 @@ def render(plan: dict[str, Any]) -> str:
             lines.append("* the recipe's own choice (pretrain.zero_stage, else deepspeed.zero_optimization)")
         lines.append("")
     lines.append(f"Chinchilla budget: {_n(pl['chinchilla_tokens'])} tokens (20 x {_n(pl['params'])} parameters)")
+    if pl.get("flops_budget") is not None:
+        lines.append(f"pretrain.flops {pl['flops_budget']:.3e} = 6 x {_n(pl['non_embedding_params'])} non-embedding "
+                     f"parameters x {_n(pl['tokens'])} tokens (the FLOPs column below counts 6 x all parameters "
+                     "+ attention)")
     lines.append(f"compute: {pl['flops_per_token'] / 1e9:.1f} GFLOPs/token (6 x params + 6 x layers x seq_len x "
                  "hidden), "
                  f"global batch {_n(pl['global_batch_tokens'])} tokens ({pl['global_batch_source']})")

@@ -15,13 +15,16 @@ on the routes that import a foundation model (cpt, finetune), that model itself,
   - lm-evaluation-harness benchmarks (hf backend) on LOCAL task files: examples/eval/tasks plus eval.task_dirs,
     eval.tasks by name, eval.limit items per task (kgov_train.evaluation.harness);
 then report.md / report.json with tables and PNG plots of the whole run (training loss curves, the data funnel,
-tokenizer figures). Nothing is downloaded: the CLI runs it with kgov_train.offline.OFFLINE_ENV (HF_*_OFFLINE).
+tokenizer figures), and the evaluated training stages' model cards again, with their bits per byte, in
+papers/<stage>/ (kgov_train.papers.write_evaluated; their own final/ stay sealed). Nothing is downloaded: the
+CLI runs it with kgov_train.offline.OFFLINE_ENV (HF_*_OFFLINE).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,13 +37,14 @@ from kgov_train.config.sections import chat_kind, key_of, section
 from kgov_train.errors import ManifestError
 from kgov_train.evaluation import bits_per_byte, generate, harness, perplexity, report, texts
 from kgov_train.manifest import Manifest
+from kgov_train.papers import write_evaluated
 from kgov_train.run_folder import FINAL, TRAINING, StageContext, StageResult, model_folder
 from kgov_train.stages import by_name, chain, selected
 
 log = logging.getLogger("kgov_train")
 
 TASKS_DIR = assets.EXAMPLES / "eval" / "tasks"
-OUTPUTS = ("report.md", "report.json", "generations.jsonl", "lm_eval_results.json")
+OUTPUTS = ("report.md", "report.json", "generations.jsonl", "lm_eval_results.json", "papers")
 BASE = "base"
 
 
@@ -241,6 +245,8 @@ def run(ctx: StageContext) -> StageResult:
             "generations": side_by_side, "run": run, "plots": images}
     (out / "report.json").write_text(json.dumps(full, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(report.markdown(full, images), encoding="utf-8")
+    shutil.rmtree(out / "papers", ignore_errors=True)
+    write_evaluated(ctx.run_dir, list(finals), out / "papers")  # the cards read report.json
 
     metrics: dict[str, Any] = {
         "model_stage": main,

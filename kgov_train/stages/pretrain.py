@@ -7,6 +7,7 @@ Outputs final/ (HF model + tokenizer) and metrics.jsonl. torch is imported insid
 With pretrain.phases the stage trains them in order, each a Trainer run of its own (train/phases.py).
 With pretrain.lora.enabled the model is trained as a LoRA adapter (QLoRA: on a 4-bit base) and final/ is the merged
 model, the adapter kept in adapter/ (train/lora.py).
+With pretrain.flops the run's tokens are flops / (6 x non-embedding parameters) (planner/budget.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from kgov_train.errors import TrainDataError, TrainingInterrupted
+from kgov_train.errors import RecipeError, TrainDataError, TrainingInterrupted
+from kgov_train.planner.budget import flops_budget, non_embedding_parameters
 from kgov_train.run_folder import StageContext, StageResult, model_folder
 from kgov_train.stages.checks import lora_problems, training_problems
 from kgov_train.train import phases
@@ -29,22 +31,28 @@ log = logging.getLogger("kgov_train")
 
 def check(cfg: DictConfig, name: str = "pretrain") -> list[str]:
     s, errors = training_problems(cfg, name)
-    try:
-        pretrain_schedule(cfg.pretrain, int(cfg.nnodes) * int(cfg.nproc_per_node))
-    except ScheduleError as e:
+    p = cfg.pretrain
+    try:  # pretrain.flops: the model's non-embedding parameters, counted without torch
+        n = non_embedding_parameters(cfg) if p.get("flops") is not None and p.tokens is None else None
+        pretrain_schedule(p, int(cfg.nnodes) * int(cfg.nproc_per_node), n)
+    except (ScheduleError, RecipeError) as e:
         errors.append(str(e))
     if cfg.pretrain.spike.factor <= 1:
         errors.append(f"pretrain.spike.factor: must be > 1, got {cfg.pretrain.spike.factor}")
-    m = cfg.model
-    if cfg.pretrain.seq_len > m.max_position_embeddings:
-        errors.append(f"pretrain.seq_len: {cfg.pretrain.seq_len} exceeds model.max_position_embeddings="
-                      f"{m.max_position_embeddings}")
-    if m.hidden_size % m.num_attention_heads:
-        errors.append("model.hidden_size: must be divisible by model.num_attention_heads")
+    m, cpt = cfg.model, cfg.get("route") == "cpt"
+    if not cpt:  # on cpt the imported base is the model, and `model` is not read
+        if cfg.pretrain.seq_len > m.max_position_embeddings:
+            errors.append(f"pretrain.seq_len: {cfg.pretrain.seq_len} exceeds model.max_position_embeddings="
+                          f"{m.max_position_embeddings}")
+        if m.hidden_size % m.num_attention_heads:
+            errors.append("model.hidden_size: must be divisible by model.num_attention_heads")
+    elif m.init_from:
+        errors.append("model.init_from: route=cpt continues from base.path; remove model.init_from")
     if m.init_from and not Path(m.init_from).is_dir():
         errors.append(f"model.init_from: '{m.init_from}' is not a local folder (no hub downloads)")
     errors += lora_problems(cfg, name)
-    errors += phases.problems(cfg, int(cfg.nnodes) * int(cfg.nproc_per_node))
+    if p.get("flops") is None or not p.phases:  # flops with phases is refused above, once
+        errors += phases.problems(cfg, int(cfg.nnodes) * int(cfg.nproc_per_node))
     if cfg.pretrain.lora.qlora and not (m.init_from or cfg.get("route") == "cpt"):
         errors.append("pretrain.lora.qlora: QLoRA quantizes a base model; set model.init_from or route=cpt")
     return errors
@@ -85,6 +93,10 @@ def run(ctx: StageContext) -> StageResult:
     done: list[dict[str, Any]] = []
     model_info: dict[str, Any] = {}
     parameters, previous, trainer = 0, None, None
+    budget = flops_budget(cfg)  # pretrain.flops: {flops_budget, non_embedding_parameters, budget_tokens}; else None
+    if budget and ctx.is_main:
+        log.info("pretrain: pretrain.flops=%.3e / (6 x %s non-embedding parameters) = %s tokens",
+                 budget["flops_budget"], f"{budget['non_embedding_parameters']:,}", f"{budget['budget_tokens']:,}")
     plan = phases.plan(s)
     for phase in plan:
         facts = phases.done(ctx.stage_dir, phase)
@@ -93,7 +105,8 @@ def run(ctx: StageContext) -> StageResult:
                 _release(trainer)
             set_seed(cfg.seed)
             trainer, output, resumed, callback, sched, facts, model_info, parameters = _train_phase(
-                ctx, phase, tokenizer, train_ds, previous, at, model_info, parameters)
+                ctx, phase, tokenizer, train_ds, previous, at, model_info, parameters,
+                budget["non_embedding_parameters"] if budget else None)
         model_info, parameters = facts.get("model_info", model_info), facts.get("parameters", parameters)
         done.append(facts)
         at = {"step": at["step"] + facts["steps"], "tokens": at["tokens"] + facts["tokens"],
@@ -106,7 +119,7 @@ def run(ctx: StageContext) -> StageResult:
                    "lr_scheduler": sched.scheduler, "warmup_steps": sched.warmup_steps,
                    "decay_steps": sched.decay_steps, "flops_per_token": trainer.flops_per_token,
                    "loss_spikes": sum(f["loss_spikes"] for f in done),
-                   "data_samples_skipped": sum(f["data_samples_skipped"] for f in done)}
+                   "data_samples_skipped": sum(f["data_samples_skipped"] for f in done), **(budget or {})}
     if s.phases:  # the stage's totals; each phase's own figures under `phases`
         extra.update({"steps": at["step"], "tokens_seen": at["tokens"],
                       "phases": [{k: v for k, v in f.items() if k not in ("model_info", "parameters", "spec")}
@@ -123,7 +136,7 @@ def run(ctx: StageContext) -> StageResult:
 
 
 def _train_phase(ctx: StageContext, phase, tokenizer, train_ds, previous: Path | None, at: dict[str, int],
-                 model_info: dict[str, Any], parameters: int):
+                 model_info: dict[str, Any], parameters: int, non_embedding: int | None = None):
     """Train one phase (resuming its checkpoints); (trainer, train output, checkpoint resumed, metrics callback,
     schedule, the phase's facts, model facts, parameters). `previous`: the last checkpoint of the phase before."""
     from accelerate.state import AcceleratorState
@@ -138,7 +151,7 @@ def _train_phase(ctx: StageContext, phase, tokenizer, train_ds, previous: Path |
     cfg = ctx.cfg
     s = phases.phase_section(cfg.pretrain, phase)
     ckpt_dir = phase.ckpt_dir(ctx.stage_dir)
-    sched = pretrain_schedule(s, ctx.world_size)
+    sched = pretrain_schedule(s, ctx.world_size, non_embedding)
     if phase.index:  # a fresh Accelerator (and DeepSpeed plugin) for this phase's Trainer; the process group stays
         AcceleratorState._reset_state(reset_partial_state=False)
     args = TrainingArguments(**arguments.training_kwargs(

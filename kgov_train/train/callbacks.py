@@ -43,11 +43,24 @@ class MetricsCallback(TrainerCallback):
         self._t = time.time()
         self._tokens = 0
 
+    # What a stage made of several trainers (pretrain.phases: engine.PhaseMetrics) changes.
+    def keeps(self, row: dict[str, Any], step: int) -> bool:
+        """Whether a row an earlier run of the stage logged stays when this trainer starts at `step` (resume)."""
+        return row.get("step", 0) <= step
+
+    def labelled(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """The record as metrics.jsonl gets it."""
+        return rec
+
+    def shown(self, rec: dict[str, Any]) -> tuple[str, int]:
+        """The log line's title and step of `rec`."""
+        return self.stage, rec["step"]
+
     def on_train_begin(self, args, state, control, **kwargs):
         self._t, self._tokens = time.time(), state.num_input_tokens_seen
         self.start_step, self.start_tokens = state.global_step, state.num_input_tokens_seen
         if self.is_main:
-            rows = [r for r in read_jsonl(self.path) if r.get("step", 0) <= state.global_step]
+            rows = [r for r in read_jsonl(self.path) if self.keeps(r, state.global_step)]
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -81,11 +94,13 @@ class MetricsCallback(TrainerCallback):
         # into the logs the trackers (wandb) see next: prepare_trainer runs this callback first
         logs.update({k: rec[k] for k in _TRACKED if k in rec})
         self._t, self._tokens = now, tokens
+        rec = self.labelled(rec)
         self.last = rec
         if self.is_main:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            log.info("%s step %d/%d loss %s lr %s grad_norm %s tok/s %.0f", self.stage, rec["step"], state.max_steps,
+            title, step = self.shown(rec)
+            log.info("%s step %d/%d loss %s lr %s grad_norm %s tok/s %.0f", title, step, state.max_steps,
                      _fmt(rec["loss"], ".4f"), _fmt(rec["lr"], ".3g"), _fmt(rec["grad_norm"], ".3f"),
                      rec["tokens_per_sec"])
 

@@ -18,7 +18,6 @@ import gc
 import json
 import logging
 import math
-import os
 import resource
 import signal
 import time
@@ -28,7 +27,6 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
-from kgov_train.run_folder import read_jsonl
 from kgov_train.train.callbacks import MetricsCallback
 from kgov_train.train.distributed import all_reduce
 
@@ -299,46 +297,20 @@ class PhaseMetrics(MetricsCallback):
         super().__init__(*args, **kwargs)
         self.phase, self.step_offset, self.token_offset = phase, step_offset, token_offset
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def keeps(self, row: dict[str, Any], step: int) -> bool:  # earlier phases' rows, this phase's up to `step`
         if self.phase.name is None:
-            return super().on_train_begin(args, state, control, **kwargs)
-        main, self.is_main = self.is_main, False
-        try:
-            super().on_train_begin(args, state, control, **kwargs)
-        finally:
-            self.is_main = main
-        if main:  # earlier phases' rows, and this phase's up to the resumed step
-            i = self.phase.index
-            rows = [r for r in read_jsonl(self.path) if r.get("phase_index", 0) < i or
-                    (r.get("phase_index") == i and r.get("phase_step", 0) <= state.global_step)]
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-            os.replace(tmp, self.path)
-            self.last = rows[-1] if rows else None
+            return super().keeps(row, step)
+        i = self.phase.index
+        return row.get("phase_index", 0) < i or (row.get("phase_index") == i and row.get("phase_step", 0) <= step)
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def labelled(self, rec: dict[str, Any]) -> dict[str, Any]:
         if self.phase.name is None:
-            return super().on_log(args, state, control, logs=logs, **kwargs)
-        before, main = self.last, self.is_main
-        self.is_main = False
-        try:
-            super().on_log(args, state, control, logs=logs, **kwargs)
-        finally:
-            self.is_main = main
-        if self.last is before or self.last is None:
-            return
-        rec = dict(self.last)
-        rec.update({"step": self.step_offset + rec["step"], "tokens_seen": self.token_offset + rec["tokens_seen"],
-                    "phase": self.phase.name, "phase_index": self.phase.index, "phase_step": rec["step"]})
-        self.last = rec
-        if main:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            log.info("pretrain [%s] step %d/%d loss %s lr %s grad_norm %s tok/s %.0f", self.phase.name,
-                     rec["phase_step"], state.max_steps, _f(rec["loss"], ".4f"), _f(rec["lr"], ".3g"),
-                     _f(rec["grad_norm"], ".3f"), rec["tokens_per_sec"])
+            return rec
+        return {**rec, "step": self.step_offset + rec["step"], "tokens_seen": self.token_offset + rec["tokens_seen"],
+                "phase": self.phase.name, "phase_index": self.phase.index, "phase_step": rec["step"]}
 
+    def shown(self, rec: dict[str, Any]) -> tuple[str, int]:
+        if self.phase.name is None:
+            return super().shown(rec)
+        return f"{self.stage} [{self.phase.name}]", rec["phase_step"]
 
-def _f(v: Any, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
