@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from data_prep.hashing import sha256_file
 from kgov_train import assets
 from kgov_train.errors import ManifestError
@@ -45,20 +47,40 @@ def list_files(path: Path) -> list[Path]:
 _HASHED: dict[tuple[str, int, int, int], str] = {}
 
 
-def file_sha256(path: Path) -> str:
+PROGRESS_BYTES = 256 << 20  # files to hash at least this large in all get a progress bar (a 15 GB base model)
+
+
+def _memo_key(path: Path) -> tuple[str, int, int, int]:
     st = path.stat()
-    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    return str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def file_sha256(path: Path, progress=None) -> str:
+    key = _memo_key(path)
     if key not in _HASHED:
-        _HASHED[key] = sha256_file(path)
+        _HASHED[key] = sha256_file(path, progress=progress)
     return _HASHED[key]
+
+
+def hash_files(files: list[Path], what: str) -> list[str]:
+    """sha256 of each file (memoised), with a progress bar over the bytes still to read when they are many."""
+    todo = sum(f.stat().st_size for f in files if _memo_key(f) not in _HASHED)
+    bar = tqdm(total=todo, unit="B", unit_scale=True, unit_divisor=1024, desc=f"sha256 {what}") \
+        if todo >= PROGRESS_BYTES else None
+    try:
+        return [file_sha256(f, bar.update if bar is not None else None) for f in files]
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def hash_entries(paths: list[Path], relative_to: Path | None = None) -> list[dict[str, Any]]:
     entries = []
     for top in paths:
-        for f in list_files(top):
+        files = list_files(top)
+        for f, sha in zip(files, hash_files(files, top.name)):
             name = str(f.relative_to(relative_to)) if relative_to else str(f)
-            entries.append({"path": name, "sha256": file_sha256(f), "bytes": f.stat().st_size})
+            entries.append({"path": name, "sha256": sha, "bytes": f.stat().st_size})
     return entries
 
 
@@ -71,9 +93,12 @@ def verify_external_inputs(m: Manifest, stage_dir: Path) -> list[dict[str, Any]]
         if not path.is_file():
             raise ManifestError(f"{path}: read by stage '{m.stage}' ({stage_dir / MANIFEST}) but missing now; "
                                 f"restore it or rerun stage '{m.stage}' with force=true")
-        if file_sha256(path) != entry["sha256"]:
-            raise ManifestError(f"{path}: changed since stage '{m.stage}' verified it (sha256 {entry['sha256'][:12]}… "
-                                f"in {stage_dir / MANIFEST}); rerun stage '{m.stage}' with force=true to import it again")
+    shas = hash_files([Path(e["path"]) for e in entries], f"{m.stage} inputs")
+    for entry, sha in zip(entries, shas):
+        if sha != entry["sha256"]:
+            raise ManifestError(f"{entry['path']}: changed since stage '{m.stage}' verified it (sha256 "
+                                f"{entry['sha256'][:12]}… in {stage_dir / MANIFEST}); rerun stage '{m.stage}' with "
+                                "force=true to import it again")
     return entries
 
 

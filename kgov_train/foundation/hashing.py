@@ -3,11 +3,12 @@ one progress bar over the total bytes."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+
+from data_prep.hashing import sha256_file
 
 CHUNK = 1 << 20
 
@@ -29,19 +30,11 @@ def hash_files(folder: Path, files: list[Path], known: dict[str, str] | None = N
     if progress and todo:
         bar = tqdm(total=todo, unit="B", unit_scale=True, unit_divisor=1024, desc=f"sha256 {folder.name}")
     entries = []
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
     try:
         for f, size in zip(files, sizes):
             sha = known.get(str(f))
             if sha is None:
-                h = hashlib.sha256()
-                with open(f, "rb", buffering=0) as fh:
-                    while n := fh.readinto(buf):
-                        h.update(view[:n])
-                        if bar is not None:
-                            bar.update(n)
-                sha = h.hexdigest()
+                sha = sha256_file(f, CHUNK, bar.update if bar is not None else None)
             entries.append({"path": str(f.relative_to(folder)), "sha256": sha, "bytes": size})
     finally:
         if bar is not None:

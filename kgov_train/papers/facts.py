@@ -350,7 +350,7 @@ def gather(run_dir: Path, stage: str, final_dir: Path, config: dict[str, Any] | 
                   "host": own.get("host"),
                   "outputs": [{**e, "path": f"final/{e['path']}"} for e in final_files]})
     finetune = []
-    trained = [n for n in upto if is_training(n)]  # the training stages before this one, in order
+    trained = [n for n in upto if is_training(n) and n in manifests]  # the training stages before, in order
     for n in [*trained, stage]:
         if n == "pretrain":
             continue
