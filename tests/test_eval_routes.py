@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -233,3 +234,44 @@ def test_check_accepts_the_default_stages_on_every_route(foundation):
                        f"eval.text_files=['{EN}','/no/such.txt']"])
     assert check(cfg) == ["eval.stages: ['nope'] are not training stages of the run (['sft', 'dpo'])",
                           "eval.text_files: /no/such.txt does not exist"]
+
+
+class _Oracle:
+    """A "model" that puts all probability on the token that really comes next (it reads it from the window, a
+    look-ahead no real model has), so every byte of the text is predicted with certainty: 0 bits whatever the
+    tokenizer. shift=0 predicts the current token instead: the control that the scoring can see a wrong target."""
+
+    def __init__(self, vocab: int, shift: int = 1):
+        import torch
+
+        self.vocab, self.shift = vocab, shift
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # score_windows reads the device from the parameters
+
+    def parameters(self):
+        return iter([self.anchor])
+
+    def __call__(self, input_ids, attention_mask=None):
+        import torch
+
+        b, t = input_ids.shape
+        logits = torch.full((b, t, self.vocab), -1e4)
+        target = torch.roll(input_ids, -self.shift, dims=1) if self.shift else input_ids
+        logits.scatter_(2, target.unsqueeze(-1), 1e4)
+        return SimpleNamespace(logits=logits)
+
+
+@pytest.mark.parametrize("window", [4, 1000])  # several overlapping windows per document, and one
+def test_a_model_certain_of_every_byte_scores_zero_under_any_tokenization(foundation, tmp_path, window):
+    from transformers import AutoTokenizer
+
+    from kgov_train.evaluation.bits_per_byte import score
+
+    docs = [TEXT, "둘째 문서: 제3조(정의) ① 이 법에서 사용하는 용어의 뜻은 다음과 같다."]
+    for folder in (foundation, cached(gpt_neox, tmp_path, weights=False)):
+        tok = AutoTokenizer.from_pretrained(folder)
+        text_tokens = sum(len(tok(d, add_special_tokens=False)["input_ids"]) for d in docs)
+        right = score(_Oracle(len(tok)), tok, docs, window=window, batch_size=3)
+        assert right["bits"] == 0 and right["bits_per_byte"] == 0
+        assert right["tokens"] == text_tokens and right["bytes"] == sum(len(d.encode()) for d in docs)
+        wrong = score(_Oracle(len(tok), shift=0), tok, docs, window=window, batch_size=3)
+        assert wrong["bits_per_byte"] > 100  # every token scored against the wrong target costs ~2e4 nats

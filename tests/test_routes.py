@@ -51,7 +51,7 @@ def test_a_stage_off_the_route_and_a_tokenizer_mode_against_it_are_refused(bases
         validate(compose_cfg(["recipe=smoke", *on("finetune", bases["llama"]), "stages=[base,pretrain]"]))
     with pytest.raises(RecipeError, match="tokenizer.mode: train makes new ids"):
         validate(compose_cfg(["recipe=smoke", *on("cpt", bases["llama"]), "tokenizer.mode=train"]))
-    with pytest.raises(RecipeError, match="tokenizer.mode: base needs a base model"):
+    with pytest.raises(RecipeError, match="tokenizer.extend_from: mode base on route=scratch needs the local tokenizer"):
         validate(compose_cfg(["recipe=smoke", "tokenizer.mode=base"]))
     with pytest.raises(RecipeError, match=r"dpo.from_stage: one of the stages before dpo .*got 'pretrain'"):
         validate(compose_cfg(["recipe=smoke", *on("finetune", bases["llama"]), "dpo.from_stage=pretrain"]))
@@ -97,6 +97,9 @@ def test_cpt_route_base_and_extend_modes(tmp_path, bases):
     run = tmp_path / "run"
     kgov(run, *on("cpt", base), "stages=[base,data,tokenizer]")
     assert (run / "tokenizer" / "tokenizer.json").read_bytes() == (base / "tokenizer.json").read_bytes()
+    scratch = tmp_path / "scratch"  # a ready-made tokenizer on the scratch route: mode base with extend_from
+    kgov(scratch, "stages=[data,tokenizer]", "tokenizer.mode=base", f"tokenizer.extend_from={base}")
+    assert (scratch / "tokenizer" / "tokenizer.json").read_bytes() == (base / "tokenizer.json").read_bytes()
 
     kgov(run, *on("cpt", base), "stages=[base,data,tokenizer,shards,pretrain]", "tokenizer.mode=extend",
          "tokenizer.vocab_size=1200", "pretrain.max_steps=3", "pretrain.save_steps=3", "pretrain.learning_rate=0.01")

@@ -101,10 +101,10 @@ class TokenizerConfig:
     heldout_chars: int = 2_000_000  # per source, at most, scored in report.json/report.md
     morpheme_aware: bool = False  # pieces never straddle a Korean morpheme boundary (kiwipiepy, Polyglot-ko)
     # train: a new tokenizer from the corpus; extend: Korean pieces added to a base tokenizer (extend_from, or the
-    # imported base model's on the cpt route) up to vocab_size; base: the base model's tokenizer as it is.
+    # imported base model's on the cpt route) up to vocab_size; base: that base tokenizer as it is.
     # null: extend when extend_from is set, else train (scratch); base (cpt).
     mode: Optional[TokenizerMode] = None
-    extend_from: Optional[str] = None  # local HF tokenizer folder (mode extend on the scratch route)
+    extend_from: Optional[str] = None  # local HF tokenizer folder (modes extend and base on the scratch route)
     baseline: Optional[str] = None  # local HF tokenizer folder scored beside ours in the report
     chat_template: Optional[str] = None  # jinja; null = the project's template
     num_threads: int = 2

@@ -1,7 +1,7 @@
 """tokenizer stage: a weighted sample of data/clean -> <run_dir>/tokenizer/ (see data_prep.tokenizer.build).
 
 tokenizer.mode: train a lossless sentencepiece tokenizer; extend a base tokenizer (tokenizer.extend_from, or on the
-cpt route the imported base model's) with Korean pieces; or keep the base model's tokenizer as it is. Either way it
+cpt route the imported base model's) with Korean pieces; or use the base tokenizer as it is (base). Either way it
 is scored (with tokenizer.baseline) on held-out text per source.
 """
 
@@ -47,12 +47,11 @@ def check(cfg: DictConfig, name: str = "tokenizer") -> list[str]:
     if cpt and m == "train":
         errors.append("tokenizer.mode: train makes new ids the base model's embeddings know nothing of; on route=cpt "
                       "use base (its tokenizer as it is) or extend (Korean pieces added to it)")
-    if not cpt and m == "base":
-        errors.append(f"tokenizer.mode: base needs a base model (route=cpt), route is {cfg.route}")
-    if not cpt and m == "extend" and not t.extend_from:
-        errors.append("tokenizer.extend_from: mode extend on route=scratch needs the local tokenizer folder to extend")
+    if not cpt and m in ("extend", "base") and not t.extend_from:
+        errors.append(f"tokenizer.extend_from: mode {m} on route={cfg.route} needs the local tokenizer folder to "
+                      f"{'extend' if m == 'extend' else 'use as it is'}")
     if cpt and t.extend_from:
-        errors.append("tokenizer.extend_from: on route=cpt the base model's tokenizer is extended; remove the key")
+        errors.append("tokenizer.extend_from: on route=cpt the base model's tokenizer is used; remove the key")
     for key in ("extend_from", "baseline"):  # local folders only: nothing is fetched from a hub
         folder = t[key]
         if folder is not None and not (Path(folder) / "tokenizer.json").is_file():
