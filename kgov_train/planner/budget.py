@@ -9,13 +9,13 @@ scratch a model.init_from checkpoint's config.json, else the recipe's model sect
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from kgov_train.errors import RecipeError
 from kgov_train.planner.model import Shape
-from kgov_train.planner.report import base_shape, shape_of
+from kgov_train.planner.report import folder_shape, shape_of
 from kgov_train.train.schedule import budget_tokens
 
 
@@ -23,13 +23,7 @@ def trained_shape(cfg: DictConfig) -> Shape:
     """The shape of the model the pretrain stage trains (see the module docstring)."""
     init_from = cfg.model.get("init_from")
     if str(cfg.get("route") or "scratch") == "scratch" and init_from:
-        view = OmegaConf.create({"route": "init_from", "base": {"path": str(init_from)}})
-        try:
-            shape = base_shape(view)
-        except RecipeError as e:
-            raise RecipeError(str(e).replace("base.path", "model.init_from", 1)) from None
-        assert shape is not None
-        return shape
+        return folder_shape(Path(str(init_from)), "model.init_from")
     return shape_of(cfg)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,28 +33,33 @@ class Settings:
 LLAMA_STYLE = ("llama", "mistral", "qwen2")  # model_types whose shape Shape counts
 
 
+def folder_shape(folder: Path, key: str, vocab_size: Optional[int] = None) -> Shape:
+    """The shape of a local model folder's config.json (a Llama-style model); problems name `key`."""
+    path = Path(folder) / "config.json"
+    try:
+        c = read_json(path)
+    except ValueError as e:
+        raise RecipeError(f"{key}: {e}") from None
+    if not isinstance(c, dict):
+        raise RecipeError(f"{key}: {path} is missing; the planner reads the model's shape from it")
+    if c.get("model_type") not in LLAMA_STYLE:
+        raise RecipeError(f"{key}: {path} is a '{c.get('model_type')}' model; the planner counts Llama-style "
+                          f"models only ({', '.join(LLAMA_STYLE)})")
+    heads = int(c["num_attention_heads"])
+    return Shape(vocab=int(vocab_size or c["vocab_size"]), hidden=int(c["hidden_size"]),
+                 intermediate=int(c["intermediate_size"]), layers=int(c["num_hidden_layers"]), heads=heads,
+                 kv_heads=int(c.get("num_key_value_heads") or heads), tied=bool(c.get("tie_word_embeddings", False)))
+
+
 def base_shape(cfg: DictConfig, vocab_size: Optional[int] = None) -> Shape | None:
     """On a route from an imported base (cpt, finetune): the shape of base.path's config.json (None on scratch); an
     extended tokenizer (tokenizer.mode=extend) grows the vocabulary to tokenizer.vocab_size."""
     if str(cfg.route) == "scratch" or not cfg.base.path:
         return None
-    path = Path(str(cfg.base.path)) / "config.json"
-    try:
-        c = read_json(path)
-    except ValueError as e:
-        raise RecipeError(f"base.path: {e}") from None
-    if not isinstance(c, dict):
-        raise RecipeError(f"base.path: {path} is missing; the planner reads the base model's shape from it")
-    if c.get("model_type") not in LLAMA_STYLE:
-        raise RecipeError(f"base.path: {path} is a '{c.get('model_type')}' model; the planner counts Llama-style "
-                          f"models only ({', '.join(LLAMA_STYLE)})")
-    vocab = int(c["vocab_size"])
-    if str(cfg.route) == "cpt" and cfg.tokenizer.mode == "extend":
-        vocab = max(vocab, int(cfg.tokenizer.vocab_size))
-    heads = int(c["num_attention_heads"])
-    return Shape(vocab=int(vocab_size or vocab), hidden=int(c["hidden_size"]),
-                 intermediate=int(c["intermediate_size"]), layers=int(c["num_hidden_layers"]), heads=heads,
-                 kv_heads=int(c.get("num_key_value_heads") or heads), tied=bool(c.get("tie_word_embeddings", False)))
+    shape = folder_shape(Path(str(cfg.base.path)), "base.path", vocab_size)
+    if vocab_size is None and str(cfg.route) == "cpt" and cfg.tokenizer.mode == "extend":
+        shape = dataclasses.replace(shape, vocab=max(shape.vocab, int(cfg.tokenizer.vocab_size)))
+    return shape
 
 
 def shape_of(cfg: DictConfig, vocab_size: Optional[int] = None) -> Shape:
