@@ -165,3 +165,14 @@ def test_a_sweep_over_an_eval_key_trains_once(tmp_path):
     weights = next(o["path"] for o in manifest(second / "pretrain")["outputs"] if o["path"].startswith("final/"))
     assert os.path.samefile(first / "pretrain" / weights, second / "pretrain" / weights)
     assert (first / "pretrain" / "checkpoints").exists() and not (second / "pretrain" / "checkpoints").exists()
+
+
+def test_compare_on_the_sweep_shows_exactly_the_swept_keys(sweep, tmp_path):
+    from kgov_train.compare import compare
+
+    report, out = compare([sweep], out=tmp_path / "compare")
+    assert sorted(report["runs"]) == ["0", "1", "2", "3"]
+    assert set(report["differences"]) == {"data.dedup.near", "shards.validation_fraction"}, report["differences"]
+    by_run = {name: (d["data.dedup.near"][name], d["shards.validation_fraction"][name])
+              for d in [report["differences"]] for name in report["runs"]}
+    assert len(set(by_run.values())) == 4 and (out / "compare.md").is_file()
