@@ -182,6 +182,11 @@ class PhaseConfig:
     learning_rate: Optional[float] = None  # null: pretrain.learning_rate
 
 
+# The linear layers of a Llama-style decoder layer: LoRA's default targets (train/lora.py) and what the planner
+# counts (planner/lora.py).
+LLAMA_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
 @dataclass
 class LoraConfig:
     """`sft.lora` / `dpo.lora` / `pretrain.lora`: peft LoRA. final/ is the merged model, the adapter beside it."""
@@ -190,8 +195,8 @@ class LoraConfig:
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
-    target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
-                                                                "gate_proj", "up_proj", "down_proj"])
+    # left at this default, the architecture's own names are used (train/lora.py DEFAULT_TARGETS: GPT-NeoX ...)
+    target_modules: List[str] = field(default_factory=lambda: list(LLAMA_LORA_TARGETS))
     modules_to_save: List[str] = field(default_factory=list)  # e.g. [embed_tokens, lm_head] after a vocab extension
     # QLoRA: the base loaded in 4-bit (bitsandbytes NF4). Needs a CUDA GPU and bitsandbytes; refused on CPU.
     qlora: bool = False

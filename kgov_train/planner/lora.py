@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from kgov_train.config.schema import LLAMA_LORA_TARGETS
 from kgov_train.planner import memory as M
 from kgov_train.planner.model import Shape
 
@@ -38,7 +39,7 @@ NF4_CONST_BYTES = (8 / 64 + 32 / (64 * 256)) / 8  # 0.127 bits: double-quantised
 NF4_BYTES = NF4_CODE_BYTES + NF4_CONST_BYTES  # 4.127 bits = 0.516 B per quantised parameter
 DEQUANT_BYTES = 2  # the bf16 copy of one 4-bit weight during its matmul
 DROPOUT_BYTES = 3  # bf16 dropout output + bool mask, per input feature and token
-LAYER_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LAYER_LINEARS = LLAMA_LORA_TARGETS
 NORMS = ("input_layernorm", "post_attention_layernorm")
 
 

@@ -173,7 +173,7 @@ def _train_phase(ctx: StageContext, phase, tokenizer, train_ds, previous: Path |
     if lora.enabled(cfg, "pretrain"):
         extended = "embedding_init" in model_info or "resized_embeddings_to" in model_info
         model = lora.wrap(cfg, "pretrain", model, extended=extended, gradient_checkpointing=s.gradient_checkpointing)
-        model_info["lora"] = {**_lora_facts(model.peft_config["default"], quant is not None),
+        model_info["lora"] = {**lora.settings(model, quant is not None),
                               "trainable_parameters": lora.trainable_parameters(model)}
 
         def rebuild():  # the fp32 model the adapter was trained on, as built above (same seed), for the merge
@@ -251,9 +251,3 @@ def _release(trainer) -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _lora_facts(pc, qlora: bool) -> dict[str, Any]:
-    return {"r": int(pc.r), "alpha": int(pc.lora_alpha), "dropout": float(pc.lora_dropout),
-            "target_modules": sorted(pc.target_modules), "modules_to_save": sorted(pc.modules_to_save or []),
-            "qlora": qlora}

@@ -80,12 +80,9 @@ def need_training_template(tokenizer, where: Path, key: str) -> None:
 
 def lora_metrics(stage: ChatStage, trainer) -> dict[str, Any]:
     """The LoRA settings and the parameters the optimizer updated (all of them in full fine-tuning)."""
-    lo = stage.s.lora
     on = lora.is_lora_trainer(trainer)
-    return {"lora": ({"r": int(lo.r), "alpha": int(lo.alpha), "dropout": float(lo.dropout),
-                      "target_modules": [str(t) for t in lo.target_modules],
-                      "modules_to_save": [str(t) for t in lo.modules_to_save], "qlora": bool(lo.qlora)}
-                     if on else None),
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    return {"lora": lora.settings(model, bool(stage.s.lora.qlora)) if on else None,
             "trainable_parameters": lora.trainable_parameters(trainer.model)}
 
 

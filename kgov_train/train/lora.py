@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig
 
+from kgov_train.config.schema import LLAMA_LORA_TARGETS
 from kgov_train.config.sections import key_of, section, where
 from kgov_train.train.distributed import barrier
 from kgov_train.train.model_files import set_special_tokens
@@ -42,7 +43,7 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 # The LoRA targets when <key>.lora.target_modules is left at the schema's default (the Llama names), by
 # model.config.model_type: every attention and MLP projection, never the LM head.
-LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LLAMA_TARGETS = LLAMA_LORA_TARGETS
 DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
     **{t: LLAMA_TARGETS for t in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "exaone")},
     "gpt_neox": ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"),  # Polyglot-ko
@@ -277,6 +278,15 @@ def _module_name(model, module) -> str | None:
 def trainable_parameters(model) -> int:
     """Parameters the optimizer updates (LoRA matrices and modules_to_save), also when ZeRO-3 has partitioned them."""
     return int(sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad))
+
+
+def settings(model, qlora: bool) -> dict[str, Any]:
+    """The LoRA settings a peft model trains with, as the manifest records them (the targets peft applied: an
+    architecture's defaults when the recipe left target_modules alone)."""
+    pc = model.peft_config["default"]
+    return {"r": int(pc.r), "alpha": int(pc.lora_alpha), "dropout": float(pc.lora_dropout),
+            "target_modules": sorted(pc.target_modules), "modules_to_save": sorted(pc.modules_to_save or []),
+            "qlora": bool(qlora)}
 
 
 def is_lora_trainer(trainer) -> bool:
