@@ -9,6 +9,8 @@
                                                         memory per GPU and training time (kgov_train/planner)
     kgov-train compare RUN_DIR... | SWEEP_DIR [--out DIR] [--json]
                                                         runs side by side (kgov_train/compare)
+    kgov-train assets pack SRC... --out BUNDLE | assets verify BUNDLE
+                                                        carry models and data across the air gap (kgov_train/carry)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from kgov_train import assets, offline, pipeline, stage_cache
+from kgov_train.carry.cli import main as assets_main
 from kgov_train.compare.cli import main as compare_main
 from kgov_train.config.schema import register
 from kgov_train.errors import LaunchError, ManifestError, RecipeError, RunFolderBusy, StageFailed, SubmitError
@@ -62,8 +65,10 @@ def _app(cfg: DictConfig) -> None:
                 stage_cache.record_sweep_job(Path(HydraConfig.get().sweep.dir), HydraConfig.get().job.num,
                                              list(HydraConfig.get().overrides.task), str(cfg.run_dir), slurm_jobs=ids)
         elif under_torchrun():
-            # wandb's run files in the stage folder (a local parent set it already; a Slurm job did not)
-            offline.apply_defaults(os.environ, offline.tracker_env(Path(cfg.run_dir) / str(cfg.stages[0])))
+            # the trackers' files (wandb, tensorboard, mlflow) in the stage folder (a local parent set them already;
+            # a Slurm job did not)
+            offline.apply_defaults(os.environ, offline.tracker_env(Path(cfg.run_dir) / str(cfg.stages[0]),
+                                                                   str(cfg.recipe_name)))
             pipeline.run_distributed_stage(cfg, planned=_MODE["planned"], lock_token=_MODE["lock"])
         else:
             done = pipeline.run_chain(cfg, overrides)
@@ -139,8 +144,8 @@ def main() -> None:
         print(_usage())
         sys.exit(0)
     # Hydra would fail with a traceback without a recipe: say it in one line, with the choices.
-    if args[0] not in ("plan", "compare") and not any(a.split("=", 1)[0].lstrip("+~") == "recipe" for a in args) \
-            and "--hydra-help" not in args:
+    if args[0] not in ("plan", "compare", "assets") \
+            and not any(a.split("=", 1)[0].lstrip("+~") == "recipe" for a in args) and "--hydra-help" not in args:
         print(f"kgov-train: recipe=<name> is required; recipes: {', '.join(_recipes())} "
               f"(kgov-train --help)", file=sys.stderr)
         sys.exit(2)
@@ -150,6 +155,9 @@ def main() -> None:
     # `compare` reads finished run folders (kgov_train/compare): no recipe, no Hydra.
     if args[0] == "compare":
         sys.exit(compare_main(args[1:]))
+    # `assets` packs and verifies bundles carried across the air gap (kgov_train/carry): no recipe, no Hydra.
+    if args[0] == "assets":
+        sys.exit(assets_main(args[1:]))
     # `submit` and `--dry-run` are ours, not Hydra's: take them off argv before Hydra parses it.
     if len(sys.argv) > 1 and sys.argv[1] == "submit":
         _MODE["submit"] = True

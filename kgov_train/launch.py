@@ -45,7 +45,8 @@ def stage_env(cfg: DictConfig, stage: str) -> dict[str, str]:
     """The environment of a stage's torchrun: ours, the cluster profile's `env`, the offline defaults."""
     env = os.environ.copy()
     env.update({str(k): str(v) for k, v in cfg.cluster.env.items()})
-    offline.apply_defaults(env, {**offline.tracker_env(Path(cfg.run_dir) / stage), **ops_cache_env()})
+    offline.apply_defaults(env, {**offline.tracker_env(Path(cfg.run_dir) / stage, str(cfg.recipe_name)),
+                                  **ops_cache_env()})
     if cfg.cluster.device == "cpu":
         env.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed skips its GPU probe and the warning that comes with it
     # Leave one core's worth of threads per process instead of oversubscribing the CPU.

@@ -117,7 +117,7 @@ def trained(upstream_run, tmp_path_factory) -> SimpleNamespace:
     overrides = [
         "recipe=smoke", f"run_dir={run_dir}", "sft_stages=null",  # one `sft` stage (the named ones: test_smoke_chain)
         f"pretrain.max_steps={PRETRAIN_STEPS}", f"pretrain.save_steps={SAVE_STEPS}", "pretrain.eval_sequences=4",
-        "sft.max_steps=6", "sft.save_steps=3", "sft.zero_stage=3", "sft.report_to=[wandb]",
+        "sft.max_steps=6", "sft.save_steps=3", "sft.zero_stage=3", "sft.report_to=[wandb,tensorboard,mlflow]",
         f"sft.data=['{CHAT / 'sft.jsonl'}','{extra / 'bad_sft.jsonl'}']",
         "dpo.max_steps=4", "dpo.save_steps=2", "dpo.zero_stage=3",
         "dpo.datasets=[]", f"dpo.data=['{CHAT / 'dpo.jsonl'}','{extra / 'bad_dpo.jsonl'}']",

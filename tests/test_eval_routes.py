@@ -20,13 +20,11 @@ from kgov_train.manifest import Manifest
 from tests.chains import run_chain
 from tests.foundation import cached, gpt_neox, llama_sentencepiece
 from tests.helpers import REPO_ROOT
-from tests import test_eval_stage
 
 TEXTS = REPO_ROOT / "examples" / "eval" / "texts"
 EN, KO = TEXTS / "en_forgetting_sample.txt", TEXTS / "ko_heldout_sample.txt"
 TEXT = "대한민국은 민주공화국이다. The library opens at nine.\n\n주권은 국민에게 있다."
 BASE = ["base.name=tiny", "base.license=apache-2.0"]
-no_network = test_eval_stage.no_network  # the fixture: socket connections refused, HF_*_OFFLINE
 FAST = ["eval.tasks=[]", "eval.max_new_tokens=2", "eval.max_bytes_per_set=1500", "eval.batch_size=4"]
 
 

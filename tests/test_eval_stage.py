@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -140,18 +139,6 @@ def _fake_finals(run_dir: Path, stages=("pretrain", "sft", "dpo")) -> None:
             "".join(json.dumps({"step": s, "loss": 7.0 - s / 10}) + "\n" for s in range(1, 6)))
         m = Manifest(stage=stage, fingerprint="fake", status="complete")
         m.save(run_dir / stage)
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args[1:]}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.setenv(k, "1")
 
 
 def check_eval_dir(run_dir: Path, stages: tuple[str, ...], limit: int | None = None) -> dict:

@@ -128,6 +128,7 @@ def test_card_of_an_evaluated_stage_shows_bits_per_byte(synthetic_run):
     (run / "eval" / "bits_per_byte.png").write_bytes(b"png")
     written = write_evaluated(run, ["base", "pretrain"], run / "eval" / "papers")  # base: not a training stage
     assert sorted(p.relative_to(run).as_posix() for p in written) == ["eval/papers/pretrain/MODEL_CARD.md",
+                                                                      "eval/papers/pretrain/bom.cdx.json",
                                                                       "eval/papers/pretrain/bom.json"]
     card = (run / "eval" / "papers" / "pretrain" / "MODEL_CARD.md").read_text()
     assert "| heldout:law | 0.9 | 1.1 | -0.2 |" in card and "| mine.txt | 1.25 | 1 | 0.25 |" in card

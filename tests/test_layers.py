@@ -17,7 +17,7 @@ LAYERS = [
     ["data_prep.hashing"],
     ["data_prep.corpus", "data_prep.tokenizer"],
     ["data_prep.shards"],
-    ["kgov_train.errors", "kgov_train.assets", "kgov_train.offline"],
+    ["kgov_train.errors", "kgov_train.assets", "kgov_train.offline", "kgov_train.carry"],
     ["kgov_train.run_folder", "kgov_train.runlock", "kgov_train.launch"],
     ["kgov_train.manifest", "kgov_train.config", "kgov_train.foundation"],
     ["kgov_train.stage_cache"],

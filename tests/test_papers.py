@@ -11,11 +11,13 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 
 from tests.helpers import REPO_ROOT
 from kgov_train.papers import FORMAT, PapersError, regenerate, write_papers
 from kgov_train.papers.bom import KEY_PACKAGES
-from kgov_train.papers.facts import data_facts
+from kgov_train.papers.facts import PAPERS, data_facts
 
 
 def sha(path: Path) -> str:
@@ -112,7 +114,7 @@ def test_papers_from_synthetic_manifests(synthetic_run):
     paths = write_papers(run, "sft", config=SFT_CONFIG, recipe_name="demo", device="cpu",
                          metrics={"world_size": 2, "parameters": 1000, "tokens_seen": 300, "steps": 6, "zero_stage": 3})
     final = run / "sft" / "final"
-    assert paths == {"card": final / "MODEL_CARD.md", "bom": final / "bom.json"}
+    assert paths == {"card": final / "MODEL_CARD.md", "bom": final / "bom.json", "cyclonedx": final / "bom.cdx.json"}
     bom = json.loads(paths["bom"].read_text())
     assert bom["format"] == FORMAT == "kgov-bom/1"
 
@@ -217,6 +219,8 @@ def test_regenerate_keeps_sealed_papers(synthetic_run):
     assert out.returncode == 0, out.stderr
     assert all(p.read_bytes() == b for p, b in sealed.items())  # the seal still holds
     assert (synthetic_run / "pretrain" / "papers" / "bom.json").is_file()
+    assert (synthetic_run / "pretrain" / "papers" / "bom.cdx.json").is_file()
+    assert str(synthetic_run / "sft" / "final" / "bom.cdx.json") in out.stdout.split()
     assert (synthetic_run / "sft" / "final" / "MODEL_CARD.md").is_file()  # not sealed there: written in final/
     assert str(synthetic_run / "sft" / "final" / "bom.json") in out.stdout.split()
     assert regenerate(synthetic_run, ["sft"])
@@ -241,7 +245,13 @@ def test_training_writes_papers_into_every_final(smoke_run):
         final = run / stage / "final"
         m = json.loads((run / stage / "manifest.json").read_text())
         sealed = {o["path"] for o in m["outputs"]}
-        assert {"final/MODEL_CARD.md", "final/bom.json"} <= sealed, stage  # hashed into the stage's manifest
+        assert {"final/MODEL_CARD.md", "final/bom.json", "final/bom.cdx.json"} <= sealed, stage  # in the manifest
+        cdx_text = (final / "bom.cdx.json").read_text()
+        assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(cdx_text) is None, stage
+        cdx = json.loads(cdx_text)["metadata"]["component"]
+        assert (cdx["type"], cdx["name"], cdx["version"]) == ("machine-learning-model", "smoke", stage)
+        assert "modelCard" in cdx and {c["name"] for c in cdx["components"]} == {
+            p for p in sealed if p.startswith("final/") and p.removeprefix("final/") not in PAPERS}
         bom = json.loads((final / "bom.json").read_text())
         assert bom["format"] == "kgov-bom/1" and bom["model"]["recipe_name"] == "smoke"
 

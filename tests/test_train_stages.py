@@ -244,8 +244,10 @@ def test_trainer_arguments_follow_the_recipe(tmp_path):
     assert kw["per_device_train_batch_size"] == cfg.sft.micro_batch_size and kw["gradient_accumulation_steps"] == 2
     assert kw["seed"] == cfg.seed and kw["max_steps"] == cfg.sft.max_steps and kw["report_to"] == "none"
 
-    with pytest.raises(ValueError, match=r"sft.report_to: \['no_such_tracker'\] not installed"):
+    with pytest.raises(ValueError, match=r"sft.report_to: \['no_such_tracker'\] not supported"):
         training_kwargs(compose_cfg(["recipe=smoke", "sft.report_to=[no_such_tracker]"]), "sft", tmp_path)
+    with pytest.raises(ValueError, match=r"dpo.report_to: \['comet_ml'\] not supported"):  # an online service
+        training_kwargs(compose_cfg(["recipe=smoke", "dpo.report_to=[comet_ml]"]), "dpo", tmp_path)
 
     gpu = compose_cfg(["recipe=smoke", "cluster=a100_80g_single_node"])
     kw = training_kwargs(gpu, "pretrain", tmp_path)
@@ -279,7 +281,163 @@ def test_wandb_logs_offline_when_asked(trained):
     runs = list((trained.run_dir / "sft" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, "one offline wandb run, written by rank 0 only"
     assert any(runs[0].glob("*.wandb")), "the run's history file is there to `wandb sync` later"
-    assert not (trained.run_dir / "pretrain" / "wandb").exists(), "no tracker unless report_to asks"
+    for name in ("pretrain", "dpo"):
+        for folder in ("wandb", "tensorboard", "mlruns"):
+            assert not (trained.run_dir / name / folder).exists(), f"no tracker unless report_to asks: {name}/{folder}"
+
+
+@pytest.mark.slow
+def test_tensorboard_logs_the_steps_in_the_stage_folder(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sft = trained.run_dir / "sft"
+    rows = metrics_rows(sft)
+    assert rows and rows[-1]["step"] == 6
+    events = list((sft / "tensorboard").glob("events.out.tfevents.*"))
+    # transformers' callback closes its writer at the end of training and opens another one for the evaluation
+    # after it: two files, both from rank 0's process (events.out.tfevents.<time>.<host>.<pid>.<n>).
+    assert events and len({e.name.split(".")[-2] for e in events}) == 1, "written by rank 0 only"
+    assert not (sft / "checkpoints" / "runs").exists(), "not transformers' default <output_dir>/runs"
+    acc = EventAccumulator(str(sft / "tensorboard"))
+    acc.Reload()
+    loss = acc.Scalars("train/loss")
+    assert [e.step for e in loss] == [r["step"] for r in rows]
+    assert [e.value for e in loss] == pytest.approx([r["loss"] for r in rows], rel=1e-6)  # stored as float32
+    lr = acc.Scalars("train/learning_rate")
+    assert [e.value for e in lr] == pytest.approx([r["lr"] for r in rows], rel=1e-6)
+    assert [e.step for e in acc.Scalars("eval/loss")] == [6]  # the stage's evaluation after training
+
+
+@pytest.mark.slow
+def test_mlflow_logs_to_a_file_store_in_the_stage_folder(trained, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow 3 refuses a file store without it
+    sft = trained.run_dir / "sft"
+    rows = metrics_rows(sft)
+    client = MlflowClient(tracking_uri=(sft / "mlruns").as_uri())
+    exp = client.get_experiment_by_name("smoke")  # the recipe
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1, "one run, started by rank 0 only"
+    run = runs[0]
+    assert run.info.run_name == "smoke-sft" and run.info.status == "FINISHED"
+    assert run.data.tags["kgov.stage_dir"] == str(sft.absolute())
+    assert run.data.params["max_steps"] == "6"
+    assert not list((sft / "mlruns").rglob("artifacts/*")), "no checkpoints copied in as artifacts"
+
+    def history(key):
+        return [(m.step, m.value) for m in sorted(client.get_metric_history(run.info.run_id, key),
+                                                 key=lambda m: m.step)]
+
+    assert history("loss") == [(r["step"], pytest.approx(r["loss"], rel=1e-9)) for r in rows]
+    assert history("grad_norm") == [(r["step"], pytest.approx(r["grad_norm"], rel=1e-9)) for r in rows]
+    assert [s for s, _ in history("tokens_per_sec")] == [r["step"] for r in rows]  # MetricsCallback's own
+    assert [s for s, _ in history("eval_loss")] == [6]  # the evaluation after training: the same run
+
+
+def test_trackers_write_inside_the_run_folder_and_the_users_env_wins(tmp_path, monkeypatch):
+    import os
+
+    from kgov_train import offline
+    from kgov_train.launch import stage_env
+    from kgov_train.train.arguments import training_kwargs
+
+    stage = tmp_path / "run" / "sft"
+    for k in [*offline.tracker_env(stage, "smoke"), *offline.OFFLINE_ENV]:
+        monkeypatch.delenv(k, raising=False)
+    cfg = compose_cfg(["recipe=smoke", f"run_dir={tmp_path / 'run'}", "sft.report_to=[wandb,tensorboard,mlflow]"])
+    before = dict(os.environ)
+    env = stage_env(cfg, "sft")
+    assert dict(os.environ) == before, "library code leaves the process environment alone"
+    assert env["WANDB_MODE"] == "offline" and env["WANDB_DIR"] == str(stage)
+    assert env["TENSORBOARD_LOGGING_DIR"] == str(stage / "tensorboard")
+    assert env["MLFLOW_TRACKING_URI"] == (stage / "mlruns").as_uri() == f"file://{stage}/mlruns"
+    assert env["MLFLOW_EXPERIMENT_NAME"] == "smoke" and env["MLFLOW_ALLOW_FILE_STORE"] == "true"
+    assert env["HF_MLFLOW_LOG_ARTIFACTS"] == "false" and env["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert json.loads(env["MLFLOW_TAGS"]) == {"kgov.stage_dir": str(stage)}
+    assert training_kwargs(cfg, "sft", stage)["report_to"] == ["wandb", "tensorboard", "mlflow"]
+
+    monkeypatch.chdir(tmp_path)  # a relative run_dir still gives paths inside it, absolute
+    rel = offline.tracker_env(Path("runs/smoke/dpo"), "smoke")
+    assert rel["MLFLOW_TRACKING_URI"] == f"file://{tmp_path}/runs/smoke/dpo/mlruns"
+    assert rel["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "runs/smoke/dpo/tensorboard")
+
+    # What the user exported wins: the launcher's env and the CLI's (apply_defaults on the process env).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////data/mlflow.db")
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    env = stage_env(cfg, "sft")
+    assert env["MLFLOW_TRACKING_URI"] == "sqlite:////data/mlflow.db" and env["WANDB_MODE"] == "disabled"
+    assert env["TENSORBOARD_LOGGING_DIR"] == str(stage / "tensorboard")
+    mine = {"MLFLOW_TRACKING_URI": "file:/mine"}
+    offline.apply_defaults(mine, offline.tracker_env(stage, "smoke"))
+    assert mine["MLFLOW_TRACKING_URI"] == "file:/mine" and mine["MLFLOW_EXPERIMENT_NAME"] == "smoke"
+
+    monkeypatch.setenv("HF_MLFLOW_LOG_ARTIFACTS", "1")
+    with pytest.raises(ValueError, match="sft.report_to: mlflow with HF_MLFLOW_LOG_ARTIFACTS=1"):
+        training_kwargs(cfg, "sft", stage)
+    monkeypatch.setattr("transformers.integrations.get_available_reporting_integrations", lambda: ["wandb"])
+    with pytest.raises(ValueError, match=r"sft.report_to: \['tensorboard', 'mlflow'\] not installed"):
+        training_kwargs(cfg, "sft", stage)
+
+
+def test_resumed_stage_logs_to_the_same_tracker_runs(tmp_path, monkeypatch):
+    """train.resume.continue_trackers: the interrupted run's MLflow run is started again; TensorBoard drops the steps
+    logged after the checkpoint, which the resumed run redoes."""
+    from types import SimpleNamespace
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations.integration_utils import MLflowCallback, TensorBoardCallback
+
+    from kgov_train import offline
+    from kgov_train.train.resume import _end_mlflow_run, continue_trackers
+
+    stage = tmp_path / "sft"
+    env = offline.tracker_env(stage, "smoke")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    # The interrupted run: steps 1-5 logged, killed after the checkpoint at step 3 (its MLflow run left RUNNING).
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    exp = client.create_experiment("smoke")
+    other = client.create_run(exp, run_name="smoke-sft", tags={"kgov.stage_dir": str(tmp_path / "elsewhere")})
+    old = client.create_run(exp, run_name="smoke-sft", tags={"kgov.stage_dir": str(stage)})
+    writer = SummaryWriter(log_dir=env["TENSORBOARD_LOGGING_DIR"])
+    for step in range(1, 6):
+        client.log_metric(old.info.run_id, "loss", 1.0 / step, step=step)
+        writer.add_scalar("train/loss", 1.0 / step, step)
+    writer.close()
+
+    tb = TensorBoardCallback()
+    trainer = SimpleNamespace(args=SimpleNamespace(run_name="smoke-sft"),
+                              callback_handler=SimpleNamespace(callbacks=[tb, MLflowCallback()]))
+    run_id = continue_trackers(trainer, 3)
+    try:
+        assert run_id == old.info.run_id != other.info.run_id
+        assert mlflow.active_run().info.run_id == run_id  # MLflowCallback logs into the active run
+        for step in (4, 5, 6):
+            mlflow.log_metric("loss", 0.5 / step, step=step)
+            tb.tb_writer.add_scalar("train/loss", 0.5 / step, step)
+        tb.tb_writer.close()
+    finally:
+        _end_mlflow_run(run_id, "FINISHED")
+    assert mlflow.active_run() is None
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["kgov.resumed_from_step"] == "3"
+    assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == [1, 2, 3, 4, 4, 5, 5, 6]
+
+    acc = EventAccumulator(env["TENSORBOARD_LOGGING_DIR"])
+    acc.Reload()
+    loss = acc.Scalars("train/loss")
+    assert [e.step for e in loss] == [1, 2, 3, 4, 5, 6]
+    assert [e.value for e in loss] == pytest.approx([1.0, 0.5, 1 / 3, 0.125, 0.1, 0.5 / 6], rel=1e-6)
+
+    # No run of this stage in the store (another MLFLOW_TAGS, or none yet): the callback starts its own.
+    monkeypatch.setenv("MLFLOW_TAGS", "{}")
+    assert continue_trackers(SimpleNamespace(args=trainer.args, callback_handler=SimpleNamespace(
+        callbacks=[MLflowCallback()])), 3) is None
 
 
 @pytest.mark.slow

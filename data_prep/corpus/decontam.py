@@ -18,7 +18,7 @@ from __future__ import annotations
 import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import orjson
@@ -32,6 +32,7 @@ KEY = "data.decontam"
 FLAG = "contaminated"  # metadata key set with action=flag
 ACTIONS = ("drop", "flag")
 _SNIPPET_CHARS = 80
+HITS = "hits:"  # counter prefix: documents whose first match is in that eval file (dropped or flagged)
 
 
 @dataclass
@@ -43,6 +44,9 @@ class DecontamSettings:
     min_item_chars: int = 20  # eval items with a shorter key than ngram are matched whole from this length on
     min_matches: int = 1  # n-gram windows of a document found in the eval sets for it to count as contaminated
     action: str = "drop"  # drop: reject as `contaminated`; flag: keep it, with metadata["contaminated"]
+    # benchmarks of lm-eval (eval.benchmarks' names) whose items are checked too; null: eval.benchmarks. The data
+    # stage writes their items into eval files of its own (kgov_train.evaluation.benchmark_items) before this runs.
+    benchmarks: Optional[List[str]] = None
 
     def validate(self) -> None:
         """Raise ValueError naming the offending `data.decontam.<field>`."""
@@ -177,6 +181,7 @@ class Decontaminate(CorpusStep):
 
     def _mark(self, doc: Document, ngrams: EvalNgrams, count: int, item: int, a: int, b: int) -> None:
         path, line = ngrams.where[item]
+        self.stat_update(HITS + path)
         snippet = doc.text[a:b]
         if len(snippet) > _SNIPPET_CHARS:
             snippet = snippet[:_SNIPPET_CHARS] + "…"

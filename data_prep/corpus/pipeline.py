@@ -25,7 +25,7 @@ from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 
-from data_prep.corpus.decontam import Decontaminate, DecontamSettings
+from data_prep.corpus.decontam import HITS, Decontaminate, DecontamSettings
 from data_prep.corpus.dedup import ExactDedup
 from data_prep.corpus.executors import PeakMemory, Pass, SlurmSettings, StepCounters, run_local, run_slurm
 from data_prep.corpus.filters import EmptyTextFilter, LengthFilter
@@ -90,6 +90,7 @@ class CorpusReport:
     peak_rss_mb: dict[str, float]  # per pass: the largest peak resident memory of one of its task processes
     peak_anon_mb: dict[str, float]  # the same for anonymous memory (without memory-mapped work files)
     near_dedup: dict[str, int]  # the near pass's counters: documents, entries, candidate and similar pairs
+    decontam_hits: dict[str, int]  # per eval file: documents whose first eval n-gram match came from it
     rejected_dir: str = field(default="")
 
     def metrics(self) -> dict:
@@ -219,6 +220,7 @@ def _report(inputs: list[InputFile], settings: CorpusSettings, passes: list[Pass
         lic["chars_kept"] += entry["chars_kept"]
     docs_in = read.get("records_in", 0)
     near = _counters(by_pass[NEAR], passes[1].pipeline[0]) if NEAR in by_pass else {}
+    decontam = next((_counters(split_stats, s) for s in split if isinstance(s, Decontaminate)), {})
     return CorpusReport(
         files_in=read.get("input_files", 0), docs_in=docs_in,
         docs_kept=written.get("kept", 0), docs_rejected=written.get("rejected", 0),
@@ -230,4 +232,5 @@ def _report(inputs: list[InputFile], settings: CorpusSettings, passes: list[Pass
         merge_seconds=seconds.get("merge", 0.0), docs_per_sec=round(docs_in / max(wall, 1e-9), 1),
         peak_rss_mb=_peaks(passes, by_pass, PeakMemory.KEY), peak_anon_mb=_peaks(passes, by_pass, PeakMemory.ANON),
         near_dedup=near,
+        decontam_hits={k.removeprefix(HITS): v for k, v in sorted(decontam.items()) if k.startswith(HITS)},
     )

@@ -24,6 +24,7 @@ def _choices(name: str, values: str) -> type[StrEnum]:
 
 
 TokenizerModel = _choices("TokenizerModel", "bpe unigram")
+BenchmarkChat = _choices("BenchmarkChat", "auto always never")
 # transformers' lr_scheduler_type values, and wsd (warmup-stable-decay, pretrain's token schedule: train/schedule.py)
 LRScheduler = _choices("LRScheduler", "linear cosine cosine_with_restarts polynomial constant constant_with_warmup "
                                       "inverse_sqrt cosine_with_min_lr warmup_stable_decay wsd")
@@ -149,7 +150,10 @@ class TrainStageConfig:
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = False
     dataloader_num_workers: int = 0
-    report_to: List[str] = field(default_factory=list)  # e.g. [wandb]; wandb runs offline unless WANDB_MODE says otherwise
+    # Trackers among wandb, tensorboard, mlflow (others are refused), each writing inside the stage folder: wandb
+    # offline (<stage>/wandb), tensorboard event files (<stage>/tensorboard), an mlflow file store (<stage>/mlruns).
+    # A user's WANDB_MODE / TENSORBOARD_LOGGING_DIR / MLFLOW_TRACKING_URI wins (kgov_train/offline.py)
+    report_to: List[str] = field(default_factory=list)
     # Any other field of the stage's arguments object (TrainingArguments; TRL's SFTConfig / DPOConfig), passed through
     # as is and checked when the recipe is, by building that object: e.g. {torch_compile: true, adam_beta2: 0.98}
     trainer_args: Dict[str, Any] = field(default_factory=dict)
@@ -291,7 +295,12 @@ class EvalConfig:
     prompts: str = "${kgov_root:}/examples/eval/prompts.jsonl"  # jsonl: {"id", "prompt"}
     max_new_tokens: int = 64  # greedy generations
     tasks: List[str] = field(default_factory=lambda: ["kgov_kobest_boolq_sample", "kgov_public_admin_mc_sample"])
-    task_dirs: List[str] = field(default_factory=list)  # extra local lm-eval task folders (e.g. local KoBEST/KMMLU)
+    task_dirs: List[str] = field(default_factory=list)  # extra local lm-eval task folders of your own
+    # lm-eval's Korean benchmarks by name (kobest, kmmlu, haerae, click, kormedmcqa, kbl or one of their groups or
+    # tasks), on local copies of their hub datasets in datasets_dir (kgov_train.evaluation.benchmarks, docs/eval.md)
+    benchmarks: List[str] = field(default_factory=list)
+    datasets_dir: Optional[str] = None
+    chat_template: BenchmarkChat = BenchmarkChat.auto  # auto: generative tasks of chat models (docs/eval.md)
     limit: Optional[int] = None  # items per task; null: all
     num_fewshot: Optional[int] = None
     batch_size: int = 8  # lm-eval, perplexity and bits-per-byte batches

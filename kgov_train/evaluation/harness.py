@@ -71,9 +71,10 @@ def task_manager(include: list[Path]):
     return TaskManager(include_path=[str(p) for p in include], include_defaults=False)
 
 
-def evaluate(model_dir: Path, tasks: list[str], manager, limit: int | None, batch_size: int,
-             num_fewshot: int | None, device: str = "cpu") -> dict[str, Any]:
-    """{"tasks": {name: {"acc", "acc_norm", "acc_stderr", "n"}}, "raw": lm-eval's results (JSON-safe)}."""
+def run(model_dir: Path, tasks: list[str], manager, limit: int | None, batch_size: int, num_fewshot: int | None,
+        device: str = "cpu", chat: bool = False) -> dict[str, Any]:
+    """lm-eval's results (JSON-safe: results, n-samples, versions, n-shot, configs, higher_is_better) of the tasks,
+    groups or tags named; chat: prompts go through the model's chat template (lm-eval's apply_chat_template)."""
     import lm_eval
 
     known = set(manager.all_tasks)
@@ -87,20 +88,27 @@ def evaluate(model_dir: Path, tasks: list[str], manager, limit: int | None, batc
         model="hf",
         model_args={"pretrained": str(model_dir), "dtype": "float32", "trust_remote_code": False},
         tasks=list(tasks), task_manager=manager, limit=limit, batch_size=batch_size, device=device,
-        num_fewshot=num_fewshot, log_samples=False, bootstrap_iters=0, use_cache=None,
+        num_fewshot=num_fewshot, log_samples=False, bootstrap_iters=0, use_cache=None, apply_chat_template=chat,
         random_seed=0, numpy_random_seed=1234, torch_random_seed=1234, fewshot_random_seed=1234,
     )
     if res is None:
         raise HarnessError("lm_eval.simple_evaluate returned nothing (not the main process?)")
+    raw = {k: res.get(k) for k in ("results", "n-samples", "versions", "n-shot", "configs", "higher_is_better")}
+    return json.loads(json.dumps(raw, default=str))
+
+
+def evaluate(model_dir: Path, tasks: list[str], manager, limit: int | None, batch_size: int,
+             num_fewshot: int | None, device: str = "cpu") -> dict[str, Any]:
+    """{"tasks": {name: {"acc", "acc_norm", "acc_stderr", "n"}}, "raw": lm-eval's results (JSON-safe)}."""
+    raw = run(model_dir, tasks, manager, limit, batch_size, num_fewshot, device)
     out = {}
     for name in tasks:
-        r = res["results"].get(name, {})
-        n = res.get("n-samples", {}).get(name, {})
+        r = raw["results"].get(name, {})
+        n = (raw.get("n-samples") or {}).get(name, {})
         out[name] = {"acc": _num(r.get("acc,none")), "acc_norm": _num(r.get("acc_norm,none")),
                      "acc_stderr": _num(r.get("acc_stderr,none")), "n": n.get("effective"),
                      "n_original": n.get("original")}
-    raw = {k: res.get(k) for k in ("results", "n-samples", "versions", "n-shot", "configs", "higher_is_better")}
-    return {"tasks": out, "raw": json.loads(json.dumps(raw, default=str))}
+    return {"tasks": out, "raw": raw}
 
 
 def _num(v: Any) -> float | None:

@@ -178,6 +178,39 @@ def _bpb_table(report: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _score(b: dict[str, Any]) -> str:
+    s = b["score"]
+    main = s.get("acc", s.get("exact_match", next(iter(s.values()), None)))
+    return f"{_cell(main)} ({b['items']})"
+
+
+def _benchmark_tables(kbench: dict[str, Any]) -> list[str]:
+    """Korean benchmarks: one row per stage, then per benchmark its categories and tasks for the last stage."""
+    if not kbench:
+        return []
+    names = list(dict.fromkeys(n for k in kbench.values() for n in k))
+    lines = ["## Korean benchmarks (lm-eval's tasks on local copies: accuracy, items)", "",
+             "| stage | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for stage, k in kbench.items():
+        lines.append(f"| {stage} | " + " | ".join(_score(k[n]) if n in k else "–" for n in names) + " |")
+    stage, last = list(kbench.items())[-1]
+    lines.append("")
+    for name, b in last.items():
+        lines += [f"### {name} ({stage})", "", f"- score: {', '.join(f'{k} {_cell(v)}' for k, v in b['score'].items())}, aggregated as {b['aggregation']}",
+                  f"- macro average over its {len(b['tasks'])} tasks (as the KMMLU paper reports): "
+                  f"{_cell(b['macro'].get('acc'))}",
+                  f"- chat template: {'yes' if b.get('chat_template') else 'no'}", ""]
+        if b["groups"]:
+            lines += ["| category | score |", "|---|---:|"]
+            lines += [f"| {g} | {_cell(v.get('acc', next(iter(v.values()), None)))} |" for g, v in b["groups"].items()]
+            lines.append("")
+        if len(b["tasks"]) > 1:
+            lines += ["| task | accuracy | items |", "|---|---:|---:|"]
+            lines += [f"| {t} | {_cell(r.get('acc', r.get('exact_match')))} | {r['n']} |" for t, r in b["tasks"].items()]
+            lines.append("")
+    return lines
+
+
 def markdown(report: dict[str, Any], images: list[str]) -> str:
     lines = ["# Evaluation report", "", f"- model evaluated: `{report['model_stage']}` "
              f"(`{report['models'].get(report['model_stage'])}`)",
@@ -206,6 +239,7 @@ def markdown(report: dict[str, Any], images: list[str]) -> str:
                 f"{_cell(b[t]['acc'])} / {_cell(b[t]['acc_norm'])} ({b[t]['n']})" if t in b else "–" for t in tasks)
                 + " |")
         lines.append("")
+    lines += _benchmark_tables(report.get("benchmarks") or {})
     training = report["run"]["training"]
     if training:
         lines += ["## Training", "", "| stage | logged steps | first loss | final loss | eval loss |",

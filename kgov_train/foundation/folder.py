@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kgov_train.errors import RecipeError
+from kgov_train.foundation.bundle import carried
 from kgov_train.foundation.hashing import folder_files
 from kgov_train.foundation.license import license_problems
 from kgov_train.foundation.weights import Tensor, read_tensors, weight_files
@@ -40,6 +41,7 @@ class Folder:
     pickles: list[Path] = field(default_factory=list)
     tensors: dict[str, Tensor] = field(default_factory=dict)
     remote_code: dict[str, Any] | None = None  # auto_map of config.json / tokenizer_config.json
+    bundle: Any = None  # the kgov_train.carry bundle entry the folder lies in, if any
     problems: list[str] = field(default_factory=list)
 
 
@@ -95,6 +97,8 @@ def inspect_folder(path: str | Path | None, *, name: str | None, license: str | 
     folder = local_folder(path)
     assert folder is not None
     out = Folder(folder, files=folder_files(folder))
+    out.bundle, bundle_problems = carried(folder, key)  # carried in a bundle: as its assets.json lists (sizes)
+    problems += bundle_problems
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         problems.append(f"{key}.path: {cfg_path} is missing; not a Hugging Face model folder")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kgov_train.foundation.bundle import bundle_record
 from kgov_train.foundation.folder import BaseImportError, inspect_folder
 from kgov_train.foundation.hashing import hash_files
 from kgov_train.foundation.license import license_file, license_warnings, readme_license
@@ -59,6 +60,7 @@ class BaseReport:
     warnings: list[str]
     files: list[dict[str, Any]]  # every file of the folder: {path, sha256, bytes}
     total_bytes: int
+    bundle: dict[str, Any] | None = None  # the air-gap bundle entry it was carried in (kgov_train.carry), verified
     format: str = FORMAT
     timings: dict[str, float] = field(default_factory=dict, repr=False)  # not written: see to_json
 
@@ -75,7 +77,8 @@ class BaseReport:
         return {"name": self.name, "architecture": self.architecture, "model_type": self.model_type,
                 "parameters": self.parameters, "dtype": self.dtype, "vocab_size": self.vocab_size,
                 "tokenizer_size": self.tokenizer_size, "license": self.license, "files": len(self.files),
-                "bytes": self.total_bytes, "warnings": len(self.warnings), **self.timings}
+                "bytes": self.total_bytes, "warnings": len(self.warnings),
+                **({"bundle": self.bundle} if self.bundle else {}), **self.timings}
 
 
 def verify_base(path: str | Path, *, name: str | None, license: str | None, allow_pickle: bool = False,
@@ -103,6 +106,9 @@ def verify_base(path: str | Path, *, name: str | None, license: str | None, allo
         raise BaseImportError(problems)
     t2 = time.perf_counter()
     files = hash_files(folder.path, folder.files, known=known_hashes, progress=progress)
+    bundle, problems = bundle_record(folder.path, files, key) if folder.bundle is not None else (None, [])
+    if problems:  # a file not as the bundle's assets.json lists it
+        raise BaseImportError(problems)
     t3 = time.perf_counter()
     readme, lic = readme_license(folder.path), license_file(folder.path)
     warnings += license_warnings(folder.path, license, readme, lic is not None, key)
@@ -127,6 +133,6 @@ def verify_base(path: str | Path, *, name: str | None, license: str | None, allo
         allow_pickle=allow_pickle, pickle_files=[str(f.relative_to(folder.path)) for f in folder.pickles],
         trust_remote_code=trust_remote_code, remote_code=folder.remote_code if trust_remote_code else None,
         allow_unknown_license=allow_unknown_license, unexpected_weights=facts["unexpected_weights"][:50],
-        warnings=warnings, files=files, total_bytes=sum(f["bytes"] for f in files),
+        warnings=warnings, files=files, total_bytes=sum(f["bytes"] for f in files), bundle=bundle,
         timings={"check_seconds": round(t1 - t0, 3), "model_check_seconds": round(t2 - t1, 3),
                  "hash_seconds": round(t3 - t2, 3), "verify_seconds": round(time.perf_counter() - t0, 3)})

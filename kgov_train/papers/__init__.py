@@ -1,10 +1,12 @@
-"""The documents a public body publishes with a model: MODEL_CARD.md and bom.json in each training stage's final/.
+"""The documents a public body publishes with a model: MODEL_CARD.md, bom.json and bom.cdx.json in each training
+stage's final/.
 
     write_papers(run_dir, stage, final_dir=None, config=None, metrics=None, recipe_name=None, device=None)
 
-writes both from the run folder and the facts handed to it (see kgov_train.papers.facts for what is read and
-kgov_train.papers.bom for the bom.json schema). A training stage calls it on rank 0 as it saves final/
-(kgov_train.train.final), while its own manifest is still `running`; for an existing run,
+writes the three from the run folder and the facts handed to it (see kgov_train.papers.facts for what is read,
+kgov_train.papers.bom for the bom.json schema and kgov_train.papers.cyclonedx for bom.cdx.json, a CycloneDX 1.6
+ML-BOM validated against the CycloneDX schema before it is written). A training stage calls it on rank 0 as it
+saves final/ (kgov_train.train.final), while its own manifest is still `running`; for an existing run,
 `python -m kgov_train.papers <run_dir> [stage ...]` writes them again from the sealed manifests.
 The eval stage, which runs after them, writes the evaluated models' papers again with their bits per byte into
 <run_dir>/eval/papers/<stage>/ (`write_evaluated`): the training stages' own final/ stay sealed as they are.
@@ -19,6 +21,7 @@ from typing import Any
 
 from kgov_train.papers.bom import FORMAT, build_bom
 from kgov_train.papers.card import render_card
+from kgov_train.papers.cyclonedx import render_cyclonedx
 from kgov_train.papers.facts import PAPERS, gather, lineage
 from kgov_train.run_folder import FINAL, is_training, read_manifest
 
@@ -39,12 +42,13 @@ def write_papers(run_dir: Path | str, stage: str, final_dir: Path | str | None =
                  config: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
                  recipe_name: str | None = None, device: str | None = None,
                  out_dir: Path | str | None = None) -> dict[str, Path]:
-    """Write MODEL_CARD.md and bom.json about the model in final_dir (default <run_dir>/<stage>/final) into
-    out_dir (default final_dir); returns their paths.
+    """Write MODEL_CARD.md, bom.json and bom.cdx.json about the model in final_dir (default
+    <run_dir>/<stage>/final) into out_dir (default final_dir); returns their paths (keys card, bom, cyclonedx).
 
     config: the stage's resolved config as its manifest records it; None reads the stage manifest.
     metrics: what is known so far (steps, tokens_seen, world_size, parameters, zero_stage, flops_per_token),
-    laid over the manifest's metrics. Raises PapersError, naming the folder, on any failure.
+    laid over the manifest's metrics. Raises PapersError, naming the folder, on any failure (bom.cdx.json failing
+    CycloneDX 1.6 schema validation included: then nothing is written).
     """
     run_dir = Path(run_dir)
     final = Path(final_dir) if final_dir is not None else run_dir / stage / FINAL
@@ -55,9 +59,11 @@ def write_papers(run_dir: Path | str, stage: str, final_dir: Path | str | None =
         facts = gather(run_dir, stage, final, config, metrics, recipe_name, device)
         bom = build_bom(facts)
         card = render_card(facts)
+        paths = {"card": out / PAPERS[0], "bom": out / PAPERS[1], "cyclonedx": out / PAPERS[2]}
+        cdx = render_cyclonedx(facts, str(paths["cyclonedx"]))  # validated before anything is written
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"card": out / PAPERS[0], "bom": out / PAPERS[1]}
         _atomic_write(paths["bom"], json.dumps(bom, indent=1, ensure_ascii=False) + "\n")
+        _atomic_write(paths["cyclonedx"], cdx)
         _atomic_write(paths["card"], card + "\n")
     except PapersError:
         raise

@@ -1,4 +1,5 @@
-"""python -m kgov_train.papers <run_dir> [stage ...]: write MODEL_CARD.md and bom.json again for an existing run."""
+"""python -m kgov_train.papers <run_dir> [stage ...]: write MODEL_CARD.md, bom.json and bom.cdx.json again for an
+existing run."""
 
 from __future__ import annotations
 

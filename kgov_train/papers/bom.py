@@ -20,7 +20,9 @@ Schema (top-level keys)::
                    licenses: {license: {sources, docs_kept, chars_kept}},
                    files: [{path, sha256, bytes, source, license, docs_kept, docs_rejected}]  every input file of
                    the data stage (docs_* are null when per-file counting was skipped for a very large corpus),
-                   finetune_files: [{stage, path, sha256, bytes}]  the sft/dpo data files of the chain}
+                   finetune_files: [{stage, path, sha256, bytes}]  the sft/dpo data files of the chain,
+                   decontamination_files: [{path, sha256, bytes, benchmark, file}]  the local benchmark copies the
+                   corpus was checked against (data.decontam.benchmarks), not trained on}
     tokenizer     {path, sha256 (of tokenizer.json), vocab_size, model_type, files: [{path, sha256, bytes}]}
     shards        {index_sha256, tokens, train_tokens, validation_tokens, mixture}
     compute       {world_size, device, precision, zero_stage, parameters, tokens_seen, steps, wall_seconds,
@@ -87,7 +89,8 @@ def build_bom(f: dict[str, Any]) -> dict[str, Any]:
                   "recipe_name": f["recipe_name"], "base": f["base"], "files": f["final_files"]},
         "stages": f["chain"],
         "data": {"sources": f["sources"], "licenses": f["licenses"], "files": f["data_files"],
-                 "finetune_files": f["finetune_files"], "per_file_counts": f["per_file_counts"]},
+                 "finetune_files": f["finetune_files"], "per_file_counts": f["per_file_counts"],
+                 "decontamination_files": f.get("decontamination_files", [])},
         "tokenizer": f["tokenizer"],
         "shards": f["shards"],
         "compute": f["compute"],

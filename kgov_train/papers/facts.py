@@ -21,7 +21,7 @@ from data_prep.hashing import sha256_file
 from kgov_train.manifest import git_commit, versions
 from kgov_train.run_folder import BASE_REPORT, MANIFEST, NEEDS, TRAINING, is_training, read_json
 
-PAPERS = ("MODEL_CARD.md", "bom.json")
+PAPERS = ("MODEL_CARD.md", "bom.json", "bom.cdx.json")
 # Per-file document counts stream data/clean and data/rejected; above this many (compressed) bytes they are skipped.
 PER_FILE_COUNT_MAX_BYTES = 4 << 30
 _INPUT_SHA = re.compile(rb'"input_sha256":\s*"([0-9a-f]{64})"')
@@ -120,7 +120,7 @@ def _count_records(folder: Path, limit: int) -> tuple[dict[str, int], dict[str, 
 
 def data_facts(run_dir: Path, data_m: dict[str, Any] | None, limit: int = PER_FILE_COUNT_MAX_BYTES) -> dict[str, Any]:
     if data_m is None:
-        return {"sources": {}, "licenses": {}, "data_files": [], "per_file_counts": False}
+        return {"sources": {}, "licenses": {}, "data_files": [], "per_file_counts": False, "decontamination_files": []}
     metrics = data_m.get("metrics", {})
     data_cfg = data_m.get("config", {}).get("data", {})
     patterns = _source_patterns(data_cfg)
@@ -139,8 +139,11 @@ def data_facts(run_dir: Path, data_m: dict[str, Any] | None, limit: int = PER_FI
     kept = _count_records(run_dir / "data" / "clean", limit)
     rejected = _count_records(run_dir / "data" / "rejected", limit)
     per_file = kept is not None and rejected is not None
-    files = []
+    files, decontam = [], []
     for i in data_m.get("inputs", []):
+        if i.get("role") == "decontamination":  # a benchmark's local copy the corpus was checked against
+            decontam.append({k: i.get(k) for k in ("path", "sha256", "bytes", "benchmark", "file")})
+            continue
         sha = i.get("sha256")
         name, lic = (kept[1].get(sha) or rejected[1].get(sha) or (None, None)) if per_file else (None, None)
         if name is None and i.get("source"):  # the manifest names each input's source (and its records' `file`)
@@ -152,7 +155,8 @@ def data_facts(run_dir: Path, data_m: dict[str, Any] | None, limit: int = PER_FI
         files.append({"path": i["path"], "sha256": sha, "bytes": i.get("bytes"), "source": name, "license": lic,
                       "file": i.get("file"), "docs_kept": kept[0].get(sha, 0) if per_file else None,
                       "docs_rejected": rejected[0].get(sha, 0) if per_file else None})
-    return {"sources": sources, "licenses": licenses, "data_files": files, "per_file_counts": per_file}
+    return {"sources": sources, "licenses": licenses, "data_files": files, "per_file_counts": per_file,
+            "decontamination_files": decontam}
 
 
 def shards_facts(run_dir: Path, shards_m: dict[str, Any] | None, sources: dict[str, Any]) -> dict[str, Any] | None:
@@ -206,7 +210,8 @@ def imported_base(run_dir: Path) -> dict[str, Any]:
     r = read_json(run_dir / "base" / BASE_REPORT) or {}
     keys = ("name", "path", "license", "license_file", "readme_license", "architecture", "model_type", "parameters",
             "dtype", "weight_format", "vocab_size", "chat_template", "allow_pickle", "trust_remote_code",
-            "allow_unknown_license", "warnings", "files")
+            "allow_unknown_license", "warnings", "files",
+            "bundle")  # the air-gap bundle it was carried in: bundle, entry, assets_sha256, source_id, revision
     return {"kind": "imported", **{k: r.get(k) for k in keys}}
 
 
@@ -274,13 +279,14 @@ def evaluation_facts(run_dir: Path, manifests: dict[str, dict], stage: str, metr
         results, where = read_json(report_path) or {}, str(report_path)
     else:
         return {"training": training, "eval_stage": None, "eval_path": None, "eval_report_sha256": None,
-                "bits_per_byte": None, "bits_per_byte_plot": None}
+                "bits_per_byte": None, "bits_per_byte_plot": None, "benchmark_datasets": {}}
     flat = {k: v for k, v in _flatten(results).items() if isinstance(v, (int, float, str, bool)) or v is None}
     plot = eval_dir / "bits_per_byte.png"
     return {"training": training, "eval_stage": dict(list(flat.items())[:200]), "eval_path": where,
             "eval_report_sha256": sha256_file(report_path) if report_path.is_file() else None,
             "bits_per_byte": bits_per_byte_facts(results, stage),
-            "bits_per_byte_plot": str(plot) if plot.is_file() else None}
+            "bits_per_byte_plot": str(plot) if plot.is_file() else None,
+            "benchmark_datasets": results.get("benchmark_datasets") or {}}  # hub id -> {folder, bundle}
 
 
 EVAL_BASE = "base"  # the eval stage's name for the imported foundation model (kgov_train.stages.eval.BASE)
@@ -377,6 +383,7 @@ def gather(run_dir: Path, stage: str, final_dir: Path, config: dict[str, Any] | 
         "chain": chain, "final_files": final_files,
         "sources": data["sources"], "licenses": data["licenses"], "data_files": data["data_files"],
         "per_file_counts": data["per_file_counts"], "finetune_files": finetune,
+        "decontamination_files": data["decontamination_files"],
         "tokenizer": tokenizer_facts(run_dir, manifests.get("tokenizer"), final_dir),
         "shards": shards_facts(run_dir, manifests.get("shards"), data["sources"]),
         "data_cutoff": data_cutoff(manifests.get("data")),

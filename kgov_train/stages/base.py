@@ -4,6 +4,9 @@
 The weights are not copied into the run folder: every file of base.path is an external input, so the pipeline
 streams its sha256 into this stage's manifest (`inputs`) and a changed file reruns the stage and, through base.json,
 invalidates the stages after it. run() takes those hashes from the manifest rather than reading 15 GB twice.
+A base.path inside an air-gap bundle entry (kgov_train.carry, `kgov-train assets pack`) is checked against the
+bundle's assets.json with those same hashes (a file that differs fails the stage, naming it) and the bundle is
+recorded in base.json and the manifest's metrics (`bundle`: bundle, entry, bundle hash, source id, revision, licence).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ corpus is mounted; the manifest's `inputs` map each (source, file) to its absolu
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,6 +18,7 @@ from data_prep.corpus import FORMATS, CorpusSettings, input_format, prepare_corp
 from data_prep.corpus.readers import InputFile, encoding_problem, relative_path, source_roots
 from kgov_train.config.inputs import resolve_globs
 from kgov_train.errors import RecipeError
+from kgov_train.evaluation import benchmark_items, benchmarks
 from kgov_train.manifest import Manifest
 from kgov_train.run_folder import StageContext, StageResult
 
@@ -69,6 +71,12 @@ def check(cfg: DictConfig, name: str = "data") -> list[str]:
         errors.append(f"data.min_chars: must be >= 0, got {d.min_chars}")
     if d.max_chars <= d.min_chars:
         errors.append("data.max_chars: must exceed data.min_chars")
+    if decontam_benchmarks(cfg):
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                benchmark_plan(cfg, Path(tmp))
+        except benchmarks.BenchmarkError as e:
+            errors.append(str(e))
     for block in ("dedup", "pii"):  # the blocks' own checks, before any file is read
         if d[block].get("enabled", True):
             try:
@@ -78,6 +86,23 @@ def check(cfg: DictConfig, name: str = "data") -> list[str]:
     return errors
 
 
+BENCHMARKS = "benchmarks"  # <stage_dir>/benchmarks/<name>.jsonl: the benchmark items decontamination checks
+DECONTAMINATION = "decontamination"  # the role of the benchmark copies among the stage's inputs
+
+
+def decontam_benchmarks(cfg: DictConfig) -> list[str]:
+    """The benchmarks whose items decontamination checks: data.decontam.benchmarks, null meaning eval.benchmarks;
+    none while data.decontam.enabled is false."""
+    dc = cfg.data.decontam
+    names = dc.benchmarks if dc.benchmarks is not None else cfg.eval.benchmarks
+    return [str(n) for n in names] if dc.enabled else []
+
+
+def benchmark_plan(cfg: DictConfig, out_dir: Path) -> benchmarks.Plan:
+    key = "data.decontam.benchmarks" if cfg.data.decontam.benchmarks is not None else "eval.benchmarks"
+    return benchmarks.local_plan(decontam_benchmarks(cfg), cfg.eval.datasets_dir, out_dir, key)
+
+
 def external_inputs(cfg: DictConfig, name: str = "data") -> list[Path]:
     files = [f for _, fs in source_files(cfg) for f in fs]
     unsupported = [str(f) for f in files if input_format(f) is None]
@@ -85,6 +110,9 @@ def external_inputs(cfg: DictConfig, name: str = "data") -> list[Path]:
         shown = ", ".join(unsupported[:5]) + (f" (+{len(unsupported) - 5} more)" if len(unsupported) > 5 else "")
         key = "data.sources[].inputs" if cfg.data.sources else "data.inputs"
         raise RecipeError(f"{key}: unsupported file type: {shown}; readable: {', '.join(FORMATS)}")
+    if decontam_benchmarks(cfg):  # the local copies the items are read from: a new copy reruns the stage
+        with tempfile.TemporaryDirectory() as tmp:
+            files += benchmarks.dataset_files(benchmark_plan(cfg, Path(tmp)))
     return files
 
 
@@ -93,7 +121,15 @@ def input_labels(cfg: DictConfig, name: str = "data") -> dict[str, dict[str, str
     added to the manifest's `inputs` next to the absolute path and sha256."""
     inputs = corpus_inputs(cfg, {})
     roots = source_roots(inputs)
-    return {i.path: {"source": i.source, "file": relative_path(i.path, roots[i.source])} for i in inputs}
+    labels = {i.path: {"source": i.source, "file": relative_path(i.path, roots[i.source])} for i in inputs}
+    if decontam_benchmarks(cfg):  # read to check the corpus against, not trained on: the papers keep them apart
+        with tempfile.TemporaryDirectory() as tmp:
+            datasets = benchmark_plan(cfg, Path(tmp)).datasets
+        for hub_id, folder in datasets.items():
+            for path in benchmarks.dataset_files(benchmarks.Plan([], datasets={hub_id: folder})):
+                labels[str(path)] = {"role": DECONTAMINATION, "benchmark": hub_id,
+                                     "file": str(path.relative_to(folder))}
+    return labels
 
 
 def corpus_inputs(cfg: DictConfig, hashes: dict[str, str]) -> list:
@@ -114,6 +150,13 @@ def run(ctx: StageContext) -> StageResult:
         decontam=_block(d.decontam), executor=d.executor, slurm=_block(d.slurm),
         job_name=f"kgov-{ctx.cfg.recipe_name}-data",
     )
+    names = decontam_benchmarks(ctx.cfg)
+    items: dict[str, Path] = {}
+    if names:
+        with tempfile.TemporaryDirectory() as tmp:
+            items = benchmark_items.write_items(benchmark_plan(ctx.cfg, Path(tmp)), ctx.stage_dir / BENCHMARKS,
+                                                settings.decontam.text_key)
+        settings.decontam.eval_files = [*settings.decontam.eval_files, *(str(p) for p in items.values())]
     if settings.slurm.partition is None:
         settings.slurm.partition = ctx.cfg.cluster.cpu_partition or ctx.cfg.cluster.partition
     manifest = Manifest.load(ctx.stage_dir)
@@ -125,7 +168,11 @@ def run(ctx: StageContext) -> StageResult:
             f"data stage kept 0 of {report.docs_in} documents; rejects by reason: {report.rejects_summary()}; "
             f"see {ctx.stage_dir / 'rejected'}"
             + (f" (data.min_chars={d.min_chars})" if report.rejected_by_reason.get("too_short") else ""))
-    return StageResult(outputs=["clean", "rejected"], metrics=report.metrics())
+    metrics = report.metrics()
+    if items:  # per benchmark: the documents whose first eval n-gram match was one of its items
+        metrics["decontam_hits_by_benchmark"] = {n: report.decontam_hits.get(str(p), 0) for n, p in items.items()}
+        log.info("data: decontamination hits per benchmark: %s", metrics["decontam_hits_by_benchmark"])
+    return StageResult(outputs=["clean", "rejected", *([BENCHMARKS] if items else [])], metrics=metrics)
 
 
 def _block(node: DictConfig):

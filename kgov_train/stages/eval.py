@@ -14,6 +14,9 @@ on the routes that import a foundation model (cpt, finetune), that model itself,
   - greedy generations for a fixed prompt set (eval.prompts), side by side in generations.jsonl;
   - lm-evaluation-harness benchmarks (hf backend) on LOCAL task files: examples/eval/tasks plus eval.task_dirs,
     eval.tasks by name, eval.limit items per task (kgov_train.evaluation.harness);
+  - lm-eval's own Korean benchmarks, eval.benchmarks (KoBEST, KMMLU, HAE-RAE, CLIcK, ...), on the local copies of
+    their datasets in eval.datasets_dir (kgov_train.evaluation.benchmarks), scored per task, per category and as
+    each benchmark aggregates;
 then report.md / report.json with tables and PNG plots of the whole run (training loss curves, the data funnel,
 tokenizer figures), and the evaluated training stages' model cards again, with their bits per byte, in
 papers/<stage>/ (kgov_train.papers.write_evaluated; their own final/ stay sealed). Nothing is downloaded: the
@@ -35,7 +38,7 @@ from kgov_train import assets
 from kgov_train.chat import input_files, load_chat_data
 from kgov_train.config.sections import chat_kind, key_of, section
 from kgov_train.errors import ManifestError
-from kgov_train.evaluation import bits_per_byte, generate, harness, perplexity, report, texts
+from kgov_train.evaluation import benchmarks, bits_per_byte, generate, harness, perplexity, report, texts
 from kgov_train.manifest import Manifest
 from kgov_train.papers import write_evaluated
 from kgov_train.run_folder import FINAL, TRAINING, StageContext, StageResult, model_folder
@@ -44,7 +47,8 @@ from kgov_train.stages import by_name, chain, selected
 log = logging.getLogger("kgov_train")
 
 TASKS_DIR = assets.EXAMPLES / "eval" / "tasks"
-OUTPUTS = ("report.md", "report.json", "generations.jsonl", "lm_eval_results.json", "papers")
+OUTPUTS = ("report.md", "report.json", "generations.jsonl", "lm_eval_results.json", "benchmark_results.json",
+           "papers")
 BASE = "base"
 
 
@@ -62,9 +66,21 @@ def check(cfg: DictConfig, name: str = "eval") -> list[str]:
                and not (s == BASE and has_stage(cfg, BASE))]
     if unknown:
         errors.append(f"eval.stages: {unknown} are not training stages of the run ({names})")
+    if cfg.eval.benchmarks:
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                benchmark_plan(cfg, Path(tmp))
+        except benchmarks.BenchmarkError as e:
+            errors.append(str(e))
     if int(cfg.eval.max_bytes_per_set) < 1:
         errors.append(f"eval.max_bytes_per_set: must be >= 1, got {cfg.eval.max_bytes_per_set}")
     return errors + texts.text_file_problems([str(f) for f in cfg.eval.text_files])
+
+
+def benchmark_plan(cfg: DictConfig, out_dir: Path) -> benchmarks.Plan:
+    """eval.benchmarks resolved against eval.datasets_dir, their lm-eval task folders copied into out_dir; raises
+    BenchmarkError naming the key, the benchmark and the folder expected."""
+    return benchmarks.local_plan([str(b) for b in cfg.eval.benchmarks], cfg.eval.datasets_dir, out_dir)
 
 
 def has_stage(cfg: DictConfig, name: str) -> bool:
@@ -105,10 +121,14 @@ def external_inputs(cfg: DictConfig, name: str = "eval") -> list[Path]:
     the chat stages' data files (their validation records are scored): a change to any reruns the stage. The
     imported base model is not hashed again: the base stage's manifest holds its files' hashes, and eval reads
     that sealed stage."""
+    data = []
+    if cfg.eval.benchmarks:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = benchmarks.dataset_files(benchmark_plan(cfg, Path(tmp)))
     chat = [] if has_stage(cfg, "shards") else [
         f.path for s in chat_stages(cfg) for f in input_files(section(cfg, s), chat_kind(s), key_of(cfg, s))]
     return [*(p for s, p in models(cfg).items() if s != BASE), Path(str(cfg.eval.prompts)),
-            *harness.task_data_files(task_folders(cfg)), *(Path(str(f)) for f in cfg.eval.text_files), *chat]
+            *harness.task_data_files(task_folders(cfg)), *(Path(str(f)) for f in cfg.eval.text_files), *chat, *data]
 
 
 def chat_sets(cfg: DictConfig, max_bytes: int) -> dict[str, list[str]]:
@@ -186,14 +206,22 @@ def run(ctx: StageContext) -> StageResult:
     if not sets:
         log.warning("eval: no text to score in bits per byte (no held-out text, no eval.text_files)")
     tasks = [str(t) for t in e.tasks]
-    manager = harness.task_manager(harness.resolve_task_dirs(task_folders(cfg), out / "lm_eval_tasks")) if tasks \
-        else None
+    tasks_dir = out / "lm_eval_tasks"
+    shutil.rmtree(tasks_dir, ignore_errors=True)
+    folders = harness.resolve_task_dirs(task_folders(cfg), tasks_dir / "tasks") if tasks else []
+    bench_plan = benchmark_plan(cfg, tasks_dir) if e.benchmarks else None
+    datasets = benchmarks.provenance(bench_plan) if bench_plan else {}  # bundle entries verified before any model
+    manager = harness.task_manager([*folders, *(sorted(tasks_dir.glob("benchmark-*")) if bench_plan else [])]) \
+        if tasks or bench_plan else None
     limit = int(e.limit) if e.limit is not None else None
+    fewshot = int(e.num_fewshot) if e.num_fewshot is not None else None
 
     ppl: dict[str, Any] = {}
     bpb: dict[str, Any] = {}
     bench: dict[str, Any] = {}
     raw: dict[str, Any] = {}
+    kbench: dict[str, Any] = {}
+    kraw: dict[str, Any] = {}
     gens: dict[str, list[dict[str, Any]]] = {}
     for stage, final in finals.items():
         log.info("eval: %s (%s)", stage, final)
@@ -213,11 +241,15 @@ def run(ctx: StageContext) -> StageResult:
         chat = stage not in ("pretrain", BASE) and bool(getattr(tokenizer, "chat_template", None))
         gens[stage] = generate.generate(model, tokenizer, prompts, int(e.max_new_tokens), chat)
         del model
-        if manager is not None:
-            res = harness.evaluate(final, tasks, manager, limit, int(e.batch_size),
-                                   int(e.num_fewshot) if e.num_fewshot is not None else None, device)
+        if tasks:
+            res = harness.evaluate(final, tasks, manager, limit, int(e.batch_size), fewshot, device)
             bench[stage], raw[stage] = res["tasks"], res["raw"]
             log.info("eval: %s lm-eval %s", stage, {t: r["acc"] for t, r in bench[stage].items()})
+        if bench_plan is not None:
+            kbench[stage], kraw[stage] = run_benchmarks(bench_plan, final, manager, str(e.chat_template),
+                                                        chat and stage != BASE, limit, int(e.batch_size), fewshot,
+                                                        device)
+            log.info("eval: %s benchmarks %s", stage, {n: b["score"] for n, b in kbench[stage].items()})
 
     side_by_side = [{"id": p["id"], "prompt": p["prompt"],
                      "outputs": {s: g[i]["output"] for s, g in gens.items()},
@@ -226,6 +258,8 @@ def run(ctx: StageContext) -> StageResult:
         for row in side_by_side:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     (out / "lm_eval_results.json").write_text(json.dumps(raw, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (out / "benchmark_results.json").write_text(json.dumps(kraw, ensure_ascii=False, indent=2) + "\n",
+                                                encoding="utf-8")
 
     main = str(e.model_stage)
     by_stage = {s: {k: v["bits_per_byte"] for k, v in b.items()} for s, b in bpb.items()}
@@ -242,6 +276,7 @@ def run(ctx: StageContext) -> StageResult:
             "text_sets": {k: {"documents": len(d), "bytes": sum(len(x.encode("utf-8")) for x in d)}
                           for k, d in sets.items()},
             "perplexity": ppl, "bits_per_byte": bpb, "bits_per_byte_vs_base": vs_base, "lm_eval": bench,
+            "benchmarks": kbench, "benchmark_datasets": datasets, "chat_template": str(e.chat_template),
             "generations": side_by_side, "run": run, "plots": images}
     (out / "report.json").write_text(json.dumps(full, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(report.markdown(full, images), encoding="utf-8")
@@ -259,5 +294,38 @@ def run(ctx: StageContext) -> StageResult:
         "bits_per_byte_vs_base": vs_base,  # model_stage minus base, per set: below 0 = fewer bits, better
         "accuracy_by_stage": {s: {t: r["acc"] for t, r in b.items()} for s, b in bench.items()},
         "items_by_task": {t: r["n"] for t, r in bench.get(main, {}).items()},
+        # per stage and requested benchmark: its score as lm-eval aggregates it (see report.json for the rest)
+        "benchmarks_by_stage": {s: {n: b["score"] for n, b in k.items()} for s, k in kbench.items()},
+        "benchmark_datasets": datasets,  # hub id -> the local copy read, and the bundle it came in (papers)
     }
     return StageResult(outputs=[*OUTPUTS, *images, "lm_eval_tasks"], metrics=metrics)
+
+
+def chat_runs(plan: benchmarks.Plan, mode: str, chat_model: bool) -> dict[bool, list[str]]:
+    """{through the chat template?: the benchmarks run so} for one model (eval.chat_template)."""
+    runs: dict[bool, list[str]] = {}
+    for name in plan.names:
+        use = chat_model and (mode == "always" or (mode == "auto" and plan.generative(name)))
+        runs.setdefault(use, []).append(name)
+    return runs
+
+
+def run_benchmarks(plan: benchmarks.Plan, final: Path, manager, mode: str, chat_model: bool, limit: int | None,
+                   batch_size: int, fewshot: int | None, device: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The requested benchmarks on one model: multiple-choice ones on the plain prompt (unless eval.chat_template
+    is always), generative ones through the model's chat template (unless never); a model without a template
+    (pretrain, the base model) always reads plain prompts. Returns (summary per benchmark, lm-eval's raw results)."""
+    runs = chat_runs(plan, mode, chat_model)
+    results: dict[str, Any] = {}
+    samples: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
+    for use, names in runs.items():
+        raw["chat" if use else "plain"] = res = harness.run(final, names, manager, limit, batch_size, fewshot, device,
+                                                            chat=use)
+        results.update(res["results"] or {})
+        samples.update(res.get("n-samples") or {})
+    summary = benchmarks.summarize(plan, results, samples)
+    for use, names in runs.items():
+        for name in names:
+            summary[name]["chat_template"] = use
+    return summary, raw

@@ -3,6 +3,8 @@ the recipe: schedule, batch, optimizer, precision, DeepSpeed, trackers, and `tra
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +55,30 @@ def precision_kwargs(cfg: DictConfig) -> dict[str, Any]:
     return {"use_cpu": False, "bf16": cfg.cluster.precision == "bf16", "fp16": cfg.cluster.precision == "fp16"}
 
 
-def report_targets(name: str, wanted: list[str]) -> list[str]:
-    """The stage's report_to, refused up front when a tracker is not installed (the Trainer fails late and vaguely)."""
+# The trackers a stage may report to: each writes inside the stage folder and never reaches the network
+# (kgov_train.offline.tracker_env). Others (comet_ml, neptune, clearml, ...) are online services.
+TRACKERS = ("wandb", "tensorboard", "mlflow")
+
+
+def report_targets(name: str, wanted: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """The stage's report_to, refused up front when a tracker is not one of TRACKERS or not installed (the Trainer
+    fails late and vaguely). `name`: the stage's key in the recipe; `environ`: the process environment (read)."""
     from transformers.integrations import get_available_reporting_integrations
 
+    environ = os.environ if environ is None else environ
     wanted = [w for w in wanted if w not in ("none", "")]
+    unknown = [w for w in wanted if w not in TRACKERS]
+    if unknown:
+        raise ValueError(f"{name}.report_to: {unknown} not supported; the trackers that run offline, their files "
+                         f"in the stage folder, are {list(TRACKERS)}. metrics.jsonl is written either way")
     missing = [w for w in wanted if w not in get_available_reporting_integrations()]
     if missing:
         raise ValueError(f"{name}.report_to: {missing} not installed in this environment; install it "
                          f"(e.g. pip install {missing[0]}) or drop it from {name}.report_to. metrics.jsonl is "
                          "written either way")
+    if "mlflow" in wanted and environ.get("HF_MLFLOW_LOG_ARTIFACTS", "false").lower() in ("1", "true", "yes", "on"):
+        raise ValueError(f"{name}.report_to: mlflow with HF_MLFLOW_LOG_ARTIFACTS={environ['HF_MLFLOW_LOG_ARTIFACTS']} "
+                         "would copy every checkpoint into the tracker's store; unset it")
     return wanted
 
 

@@ -21,7 +21,7 @@ log = logging.getLogger("kgov_train")
 
 def save_final(ctx: StageContext, trainer, tokenizer, known: dict[str, Any] | None = None) -> Path:
     """<stage_dir>/final: safetensors weights, config, generation config, tokenizer (with its chat template) and the
-    model's papers (MODEL_CARD.md, bom.json: kgov_train.papers), which also report `known` (the stage's figures).
+    model's papers (MODEL_CARD.md, bom.json, bom.cdx.json: kgov_train.papers), which also report `known` (the stage's figures).
 
     Every rank must call it: under ZeRO-3, save_model gathers the partitioned 16-bit weights collectively.
     """
@@ -46,7 +46,7 @@ def save_final(ctx: StageContext, trainer, tokenizer, known: dict[str, Any] | No
         (final / "training_args.bin").unlink(missing_ok=True)  # a pickle of the arguments; the manifest has the config
         if not any(final.glob("*.safetensors")):
             raise RuntimeError(f"{final}: save_model wrote no safetensors weights")
-        write_stage_papers(ctx, trainer, final, known)  # MODEL_CARD.md, bom.json; raises PapersError naming the folder
+        write_stage_papers(ctx, trainer, final, known)  # the papers; raises PapersError naming the folder
     barrier()
     return final
 
