@@ -110,6 +110,12 @@ CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor
 def test_benchmarks_on_the_smoke_chain_offline(upstream_run, datasets_dir, tmp_path, no_network):
     from transformers import AutoTokenizer
 
+    from kgov_train import carry
+
+    # the copies as they arrive in the closed network: a verified bundle (kgov-train assets pack)
+    bundle = tmp_path / "bundle"
+    carry.pack([carry.Spec(datasets_dir / repo, repo_id=repo) for repo in copies.REPOS.values()], bundle,
+               progress=False)
     run_dir = tmp_path / "run"
     for name in ("data", "tokenizer", "shards"):
         shutil.copytree(upstream_run / name, run_dir / name)
@@ -120,7 +126,7 @@ def test_benchmarks_on_the_smoke_chain_offline(upstream_run, datasets_dir, tmp_p
     names = [*FAMILIES, "kmmlu_direct_accounting"]
     run_chain(["recipe=smoke", f"run_dir={run_dir}", "sft_stages=null", "stages=[eval]", "eval.max_new_tokens=2",
                "eval.tasks=[]", "eval.stages=[]", "eval.limit=2", f"eval.benchmarks=[{','.join(names)}]",
-               f"eval.datasets_dir={datasets_dir}", "eval.text_files=[]", "eval.max_tokens_per_source=256"])
+               f"eval.datasets_dir={bundle}", "eval.text_files=[]", "eval.max_tokens_per_source=256"])
     out = run_dir / "eval"
     rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
@@ -150,8 +156,16 @@ def test_benchmarks_on_the_smoke_chain_offline(upstream_run, datasets_dir, tmp_p
     assert "## Korean benchmarks" in md and "### kmmlu (dpo)" in md and "| kmmlu_stem |" in md
     # the local dataset files are inputs of the stage: their hashes are in its manifest
     inputs = {i["path"] for i in manifest["inputs"]}
-    assert str((datasets_dir / copies.KMMLU / "data" / "Accounting-test.csv").resolve()) in inputs \
-        or str(datasets_dir / copies.KMMLU / "data" / "Accounting-test.csv") in inputs
+    assert str((bundle / "KMMLU" / "data" / "Accounting-test.csv").resolve()) in inputs
+    # each dataset's bundle entry was verified and is named, with the bundle hash, in the report and the cards
+    sha = carry.load(bundle).sha256
+    found = manifest["metrics"]["benchmark_datasets"]
+    assert set(found) == set(copies.REPOS.values())
+    assert all(d["bundle"]["assets_sha256"] == sha for d in found.values())
+    assert found[copies.KMMLU]["bundle"]["entry"] == "KMMLU" and found[copies.KMMLU]["bundle"]["license"] == \
+        "cc-by-nd-4.0"
+    card = (out / "papers" / "dpo" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "Benchmark datasets" in card and f"| {copies.KOBEST} |" in card and sha in card
 
 
 def test_decontamination_against_the_benchmarks_reports_hits_per_benchmark(datasets_dir, tmp_path):

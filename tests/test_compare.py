@@ -49,7 +49,8 @@ def _fake_training(run_dir: Path, lr: float, with_eval: bool) -> None:
         _write(run_dir / "eval" / "report.json", {
             "model_stage": "dpo", "perplexity": {"dpo": {"all": {"perplexity": 40.0, "tokens": 100}, "sources": {}}},
             "bits_per_byte": {"dpo": {"validation": {"bits_per_byte": 1.25}, "kowiki": {"bits_per_byte": 1.5}}},
-            "lm_eval": {"dpo": {"ko_quiz": {"acc": 0.4, "acc_norm": 0.45, "n": 20}}}})
+            "lm_eval": {"dpo": {"ko_quiz": {"acc": 0.4, "acc_norm": 0.45, "n": 20}}},
+            "benchmarks": {"dpo": {"kmmlu": {"score": {"acc": 0.31}, "macro": {"acc": 0.29}, "tasks": {}}}}})
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,7 @@ def test_sweep_folder(runs, tmp_path):
     md = (out / "compare.md").read_text(encoding="utf-8")
     assert "| pretrain: final loss | 5.001 | 5.002 | — |" in md
     assert "| dpo / validation | 1.25 | — | — |" in md and "| dpo / ko_quiz (acc) | 0.4 | — | — |" in md
+    assert "| dpo / kmmlu (acc) | 0.31 | — | — |" in md and "| dpo / kmmlu (macro) | 0.29 | — | — |" in md
     assert "![loss_pretrain](loss_pretrain.png)" in md
 
 

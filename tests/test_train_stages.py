@@ -382,7 +382,7 @@ def test_trackers_write_inside_the_run_folder_and_the_users_env_wins(tmp_path, m
 
 
 def test_resumed_stage_logs_to_the_same_tracker_runs(tmp_path, monkeypatch):
-    """train.resume.continue_trackers: the interrupted run's MLflow run is started again; TensorBoard drops the steps
+    """train.trackers.continue_trackers: the interrupted run's MLflow run is started again; TensorBoard drops the steps
     logged after the checkpoint, which the resumed run redoes."""
     from types import SimpleNamespace
 
@@ -393,7 +393,7 @@ def test_resumed_stage_logs_to_the_same_tracker_runs(tmp_path, monkeypatch):
     from transformers.integrations.integration_utils import MLflowCallback, TensorBoardCallback
 
     from kgov_train import offline
-    from kgov_train.train.resume import _end_mlflow_run, continue_trackers
+    from kgov_train.train.trackers import continue_trackers, end_mlflow_run
 
     stage = tmp_path / "sft"
     env = offline.tracker_env(stage, "smoke")
@@ -422,7 +422,7 @@ def test_resumed_stage_logs_to_the_same_tracker_runs(tmp_path, monkeypatch):
             tb.tb_writer.add_scalar("train/loss", 0.5 / step, step)
         tb.tb_writer.close()
     finally:
-        _end_mlflow_run(run_id, "FINISHED")
+        end_mlflow_run(run_id, "FINISHED")
     assert mlflow.active_run() is None
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["kgov.resumed_from_step"] == "3"

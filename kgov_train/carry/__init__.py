@@ -16,7 +16,7 @@ The API other stages call:
     load(bundle) -> Bundle            its entries; bundle.find("skt/kobest_v1") -> the entry of that repo or None
     verify(bundle) -> (Bundle, {entry: [Problem]}); pack([Spec(path, ...)], out)
 
-Lowest layer: imports only the standard library, yaml and tqdm.
+Lowest layer of kgov_train: imports only data_prep.hashing, the standard library, yaml and tqdm.
 """
 
 from kgov_train.carry.bundle import (ASSETS, FORMAT, Bundle, BundleError, Entry, Problem, check, compare, load,

@@ -11,6 +11,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from data_prep.hashing import sha256_file as data_prep_sha256
+
 CHUNK = 1 << 20
 
 
@@ -22,15 +24,8 @@ def bar(total: int, desc: str, progress: bool = True) -> Any:
 
 
 def sha256_file(path: Path, progress: Any = None) -> str:
-    h = hashlib.sha256()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-            if progress is not None:
-                progress.update(n)
-    return h.hexdigest()
+    """data_prep.hashing's streamed sha256, advancing a tqdm bar (or None) by the bytes read."""
+    return data_prep_sha256(path, CHUNK, progress.update if progress is not None else None)
 
 
 def copy_and_hash(src: Path, dst: Path, git_sha1: bool = False, progress: Any = None) -> tuple[str, int, str | None]:

@@ -9,9 +9,10 @@ from kgov_train.compare import CompareError, compare
 
 USAGE = "kgov-train compare RUN_DIR... | SWEEP_DIR [--out DIR] [--json]"
 HELP = """Puts runs side by side: the recipe keys that differ, the data funnel, tokenizer characters per token, training
-compute and losses, bits per byte, lm-eval, DPO preference; loss curves per training stage. A SWEEP_DIR's run folders
-(e.g. Hydra's <sweep>/<job number>/) are found and ordered by name. Writes compare.md, compare.json and PNGs into
---out (default: <the runs' common parent>/compare/); --json also prints the JSON. docs/compare.md has more."""
+compute and losses, bits per byte, lm-eval, Korean benchmarks, DPO preference; loss curves per training stage. A
+SWEEP_DIR's run folders (e.g. Hydra's <sweep>/<job number>/) are found and ordered by name. Writes compare.md,
+compare.json and PNGs into --out (default: <the runs' common parent>/compare/); --json also prints the JSON.
+docs/compare.md has more."""
 
 
 def split_args(argv: list[str]) -> tuple[list[str], str | None, bool]:

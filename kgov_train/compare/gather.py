@@ -87,8 +87,10 @@ def _eval(run_dir: Path, status: str | None) -> dict[str, Any] | None:
     bench = {m: {t: {"acc": r.get("acc"), "acc_norm": r.get("acc_norm"), "n": r.get("n")} for t, r in tasks.items()}
              for m, tasks in (rep.get("lm_eval") or {}).items()}
     ppl = {m: ((p or {}).get("all") or {}).get("perplexity") for m, p in (rep.get("perplexity") or {}).items()}
+    korean = {m: {n: {"acc": (b.get("score") or {}).get("acc"), "macro": (b.get("macro") or {}).get("acc")}
+                  for n, b in names.items()} for m, names in (rep.get("benchmarks") or {}).items()}
     return {"status": status, "model_stage": rep.get("model_stage"), "bits_per_byte": bpb, "lm_eval": bench,
-            "perplexity": ppl}
+            "perplexity": ppl, "benchmarks": korean}
 
 
 def gather(run_dir: Path) -> dict[str, Any]:

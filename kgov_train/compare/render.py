@@ -70,6 +70,11 @@ def figure_rows(report: dict[str, Any]) -> dict[str, list[tuple[str, list[Any]]]
     out["lm_eval"] = [(f"{m} / {t} (acc)", [_get(run, "eval", "lm_eval", m, t, "acc") for run in runs])
                       for m in bench for t in dict.fromkeys(
                           t for run in runs for t in (_get(run, "eval", "lm_eval", m) or {}))]
+    korean = list(dict.fromkeys(m for run in runs for m in (_get(run, "eval", "benchmarks") or {})))
+    out["benchmarks"] = [(f"{m} / {n} ({k})", [_get(run, "eval", "benchmarks", m, n, k) for run in runs])
+                         for m in korean for n in dict.fromkeys(
+                             n for run in runs for n in (_get(run, "eval", "benchmarks", m) or {}))
+                         for k in ("acc", "macro")]
     return {k: [(label, vals) for label, vals in rows if any(v is not None for v in vals)] for k, rows in out.items()}
 
 
@@ -81,6 +86,7 @@ SECTIONS = (
     ("bits_per_byte", "Bits per byte (lower is better)", "model / text set"),
     ("perplexity", "Validation perplexity", "model"),
     ("lm_eval", "lm-eval", "model / task"),
+    ("benchmarks", "Korean benchmarks (acc as lm-eval aggregates it; macro: mean over tasks)", "model / benchmark"),
 )
 
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from data_prep.hashing import sha256_file
+from kgov_train.carry.card import front_matter
 
 LICENSE_FILES = ("LICENSE", "LICENSE.txt", "LICENSE.md")
 UNKNOWN = ("", "unknown", "none", "null", "?")
@@ -35,19 +34,7 @@ def license_file(folder: Path) -> dict[str, Any] | None:
 
 def readme_license(folder: Path) -> str | None:
     """README.md's front-matter licence: `license:` (with `license: other`, its `license_name:`), None without one."""
-    path = folder / "README.md"
-    if not path.is_file():
-        return None
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if not text.startswith("---"):
-        return None
-    end = text.find("\n---", 3)
-    if end < 0:
-        return None
-    try:
-        meta = yaml.safe_load(text[3:end])
-    except yaml.YAMLError:
-        return None
+    meta = front_matter(folder)
     if not isinstance(meta, dict) or meta.get("license") in (None, ""):
         return None
     value = meta["license"]

@@ -21,7 +21,6 @@ from typing import Any
 
 from kgov_train.papers.bom import FORMAT, build_bom
 from kgov_train.papers.card import render_card
-from kgov_train.papers.cyclonedx import render_cyclonedx
 from kgov_train.papers.facts import PAPERS, gather, lineage
 from kgov_train.run_folder import FINAL, is_training, read_manifest
 
@@ -60,6 +59,9 @@ def write_papers(run_dir: Path | str, stage: str, final_dir: Path | str | None =
         bom = build_bom(facts)
         card = render_card(facts)
         paths = {"card": out / PAPERS[0], "bom": out / PAPERS[1], "cyclonedx": out / PAPERS[2]}
+        # imported here: cyclonedx and its JSON-schema checker take ~1 s to import, paid by the writing rank only
+        from kgov_train.papers.cyclonedx import render_cyclonedx
+
         cdx = render_cyclonedx(facts, str(paths["cyclonedx"]))  # validated before anything is written
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write(paths["bom"], json.dumps(bom, indent=1, ensure_ascii=False) + "\n")

@@ -33,7 +33,6 @@ from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.model.tool import ToolRepository
 from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 from kgov_train.papers import cdx_card
@@ -260,7 +259,9 @@ def _extend(doc: dict[str, Any], extra: dict[str, dict[str, Any]]) -> None:
 
 
 @lru_cache(maxsize=1)
-def _validator() -> JsonStrictValidator:
+def _validator():
+    from cyclonedx.validation.json import JsonStrictValidator  # jsonschema's format checkers: ~1 s to import
+
     return JsonStrictValidator(SPEC)  # the schema files ship with the library; $refs resolve locally, no network
 
 
