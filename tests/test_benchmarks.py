@@ -103,6 +103,21 @@ def test_chat_template_only_where_the_task_asks_for_it(datasets_dir, tmp_path):
     assert chat_runs(plan, "never", True) == {False: ["kobest", "kmmlu_direct_accounting"]}
 
 
+def test_a_copy_lm_eval_cannot_read_names_the_benchmark_and_folder(datasets_dir, tmp_path):
+    from kgov_train.evaluation import harness
+    from kgov_train.stages.eval import run_benchmarks
+    from tests.foundation import cached, llama_sentencepiece
+
+    bad = tmp_path / "datasets"
+    shutil.copytree(datasets_dir / copies.KOBEST, bad / copies.KOBEST)
+    (bad / copies.KOBEST / "boolq" / "test.jsonl").unlink()  # its README still lists it
+    plan, folders = B.plan(["kobest_boolq"], bad, tmp_path / "tasks")
+    model = cached(llama_sentencepiece, tmp_path / "models")
+    with pytest.raises(B.BenchmarkError, match=r"eval.benchmarks: \['kobest_boolq'\] failed on .*: .*the local "
+                                               r"copies read: .*skt/kobest_v1 \(are they the hub's files"):
+        run_benchmarks(plan, model, harness.task_manager(folders), "auto", False, 2, 2, None, "cpu")
+
+
 CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from kgov_train.evaluation.benchmarks import Plan
+from kgov_train.evaluation.benchmarks import BenchmarkError, Plan, said
 
 
 def item_text(row: dict[str, Any]) -> str:
@@ -34,7 +34,11 @@ def items(plan: Plan, name: str, seen: set[tuple]) -> Iterator[dict[str, Any]]:
         if key in seen:
             continue
         seen.add(key)
-        rows = load_dataset(leaf.dataset_path, leaf.dataset_name, split=leaf.split or "test")
+        try:
+            rows = load_dataset(leaf.dataset_path, leaf.dataset_name, split=leaf.split or "test")
+        except Exception as e:  # a copy datasets cannot read: name it
+            raise BenchmarkError(f"{name}: {leaf.task} reads {leaf.dataset_path} (config {leaf.dataset_name}, split "
+                                 f"{leaf.split}): {said(e)}") from e
         for i, row in enumerate(rows):
             text = item_text(row)
             if text:

@@ -33,6 +33,12 @@ class BenchmarkError(ValueError):
     pass
 
 
+def said(e: Exception, limit: int = 300) -> str:
+    """An exception as one short line: datasets' "file not found" lists some 300 file suffixes."""
+    text = f"{type(e).__name__}: {e}"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def lm_eval_tasks_dir() -> Path:
     import lm_eval
 

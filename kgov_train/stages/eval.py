@@ -320,8 +320,14 @@ def run_benchmarks(plan: benchmarks.Plan, final: Path, manager, mode: str, chat_
     samples: dict[str, Any] = {}
     raw: dict[str, Any] = {}
     for use, names in runs.items():
-        raw["chat" if use else "plain"] = res = harness.run(final, names, manager, limit, batch_size, fewshot, device,
-                                                            chat=use)
+        try:
+            res = harness.run(final, names, manager, limit, batch_size, fewshot, device, chat=use)
+        except Exception as e:  # a local copy lm-eval cannot read (columns, configs, splits): name what it read
+            folders = sorted({leaf.dataset_path for n in names for leaf in plan.leaves[n]})
+            raise benchmarks.BenchmarkError(
+                f"eval.benchmarks: {names} failed on {final}: {benchmarks.said(e)}; the local copies read: "
+                f"{', '.join(folders)} (are they the hub's files, as downloaded?)") from e
+        raw["chat" if use else "plain"] = res
         results.update(res["results"] or {})
         samples.update(res.get("n-samples") or {})
     summary = benchmarks.summarize(plan, results, samples)
