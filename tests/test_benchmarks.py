@@ -234,6 +234,11 @@ def test_benchmarks_read_from_a_verified_bundle(datasets_dir, tmp_path):
     assert found[copies.KOBEST]["bundle"]["assets_sha256"] == sha == found[copies.HAERAE]["bundle"]["assets_sha256"]
     assert found[copies.KOBEST]["bundle"]["source_id"] == copies.KOBEST
     assert found[copies.KOBEST]["bundle"]["license"] == "cc-by-sa-4.0"
+    # the hashes the pipeline took of the stage's inputs are used, not taken again (a wrong one shows)
+    victim = bundle / "kobest_v1" / "boolq" / "test.jsonl"
+    wrong = {str(victim.resolve()): "0" * 64}
+    with pytest.raises(B.BenchmarkError, match=r"boolq/test.jsonl: changed \(sha256 expected .*, found 0000"):
+        B.provenance(plan, wrong)
     # a byte changed after the bundle was verified stops the eval stage before any model, naming the file
     victim = bundle / "kobest_v1" / "boolq" / "test.jsonl"
     data = bytearray(victim.read_bytes())

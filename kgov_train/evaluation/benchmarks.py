@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +170,18 @@ def local_plan(names: list[str], datasets_dir: str | Path | None, out_dir: Path,
     return plan(names, Path(str(datasets_dir)), out_dir, key)[0]
 
 
+def resolve(names: list[str], datasets_dir: str | Path | None, key: str = "eval.benchmarks") -> Plan:
+    """`local_plan` without keeping the task copies, for the recipe check and the stages' inputs: done once per
+    process for the same names and folder (a failure is not remembered)."""
+    return _resolved(tuple(names), None if datasets_dir is None else str(datasets_dir), key)
+
+
+@lru_cache(maxsize=8)
+def _resolved(names: tuple[str, ...], datasets_dir: str | None, key: str) -> Plan:
+    with tempfile.TemporaryDirectory() as tmp:
+        return local_plan(list(names), datasets_dir, Path(tmp), key)
+
+
 def plan(names: list[str], datasets_dir: Path, out_dir: Path, key: str = "eval.benchmarks") -> tuple[Plan, list[Path]]:
     """Copy the families of `names` into out_dir (recreated by the caller), resolve every name to its leaf tasks and
     check each leaf's dataset has a local copy. Returns the plan and the task folders to index."""
@@ -202,10 +216,14 @@ def plan(names: list[str], datasets_dir: Path, out_dir: Path, key: str = "eval.b
     return result, folders
 
 
+def folder_files(folder: Path) -> list[Path]:
+    """Every file of one local dataset copy (the hub's .cache/ download notes left out)."""
+    return [p for p in sorted(folder.rglob("*")) if p.is_file() and ".cache" not in p.relative_to(folder).parts]
+
+
 def dataset_files(plan: Plan) -> list[Path]:
-    """Every file of the local dataset copies the plan reads (the hub's .cache/ download notes left out)."""
-    return [p for folder in sorted(set(plan.datasets.values())) for p in sorted(folder.rglob("*"))
-            if p.is_file() and ".cache" not in p.relative_to(folder).parts]
+    """Every file of the local dataset copies the plan reads."""
+    return [p for folder in sorted(set(plan.datasets.values())) for p in folder_files(folder)]
 
 
 def _metrics(row: dict[str, Any]) -> dict[str, float]:
@@ -256,16 +274,21 @@ def _below(plan: Plan, name: str) -> list[str]:
     return found
 
 
-def provenance(plan: Plan) -> dict[str, dict[str, Any]]:
-    """{hub id: {folder, bundle}} of the local copies; a copy inside a bundle (kgov_train.carry) is re-hashed
-    against its assets.json first, and one that differs stops the run, naming the file."""
+def provenance(plan: Plan, known: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """{hub id: {folder, bundle}} of the local copies; a copy inside a bundle (kgov_train.carry) is checked against
+    its assets.json first, and one that differs stops the run, naming the file. known: {path: sha256} hashed a
+    moment ago (the stage's manifest inputs), not read again."""
+    known = known or {}
     out: dict[str, dict[str, Any]] = {}
     for hub_id, folder in sorted(plan.datasets.items()):
         entry = carry.locate(folder)
         out[hub_id] = {"folder": str(folder), "bundle": None}
         if entry is None:
             continue
-        problems = carry.check(entry)
+        # the same files under the entry's own spelling of the folder (the bundle path as assets.json was found)
+        hashed = {str(entry.folder / p.relative_to(folder)): known[str(p)] for p in folder_files(folder)
+                  if str(p) in known}
+        problems = carry.check(entry, known=hashed)
         if problems:
             raise BenchmarkError(f"eval.datasets_dir: {hub_id} in bundle {entry.bundle} differs from its "
                                  f"{carry.ASSETS}: " + "; ".join(problems[:5])

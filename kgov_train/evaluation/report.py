@@ -196,7 +196,8 @@ def _benchmark_tables(kbench: dict[str, Any]) -> list[str]:
     stage, last = list(kbench.items())[-1]
     lines.append("")
     for name, b in last.items():
-        lines += [f"### {name} ({stage})", "", f"- score: {', '.join(f'{k} {_cell(v)}' for k, v in b['score'].items())}, aggregated as {b['aggregation']}",
+        score = ", ".join(f"{k} {_cell(v)}" for k, v in b["score"].items())
+        lines += [f"### {name} ({stage})", "", f"- score: {score}, aggregated as {b['aggregation']}",
                   f"- macro average over its {len(b['tasks'])} tasks (as the KMMLU paper reports): "
                   f"{_cell(b['macro'].get('acc'))}",
                   f"- chat template: {'yes' if b.get('chat_template') else 'no'}", ""]
@@ -206,7 +207,8 @@ def _benchmark_tables(kbench: dict[str, Any]) -> list[str]:
             lines.append("")
         if len(b["tasks"]) > 1:
             lines += ["| task | accuracy | items |", "|---|---:|---:|"]
-            lines += [f"| {t} | {_cell(r.get('acc', r.get('exact_match')))} | {r['n']} |" for t, r in b["tasks"].items()]
+            lines += [f"| {t} | {_cell(r.get('acc', r.get('exact_match')))} | {r['n']} |"
+                      for t, r in b["tasks"].items()]
             lines.append("")
     return lines
 

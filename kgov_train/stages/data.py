@@ -9,7 +9,6 @@ corpus is mounted; the manifest's `inputs` map each (source, file) to its absolu
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -73,8 +72,7 @@ def check(cfg: DictConfig, name: str = "data") -> list[str]:
         errors.append("data.max_chars: must exceed data.min_chars")
     if decontam_benchmarks(cfg):
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                benchmark_plan(cfg, Path(tmp))
+            benchmark_plan(cfg)
         except benchmarks.BenchmarkError as e:
             errors.append(str(e))
     for block in ("dedup", "pii"):  # the blocks' own checks, before any file is read
@@ -98,9 +96,9 @@ def decontam_benchmarks(cfg: DictConfig) -> list[str]:
     return [str(n) for n in names] if dc.enabled else []
 
 
-def benchmark_plan(cfg: DictConfig, out_dir: Path) -> benchmarks.Plan:
+def benchmark_plan(cfg: DictConfig) -> benchmarks.Plan:
     key = "data.decontam.benchmarks" if cfg.data.decontam.benchmarks is not None else "eval.benchmarks"
-    return benchmarks.local_plan(decontam_benchmarks(cfg), cfg.eval.datasets_dir, out_dir, key)
+    return benchmarks.resolve(decontam_benchmarks(cfg), cfg.eval.datasets_dir, key)
 
 
 def external_inputs(cfg: DictConfig, name: str = "data") -> list[Path]:
@@ -111,8 +109,7 @@ def external_inputs(cfg: DictConfig, name: str = "data") -> list[Path]:
         key = "data.sources[].inputs" if cfg.data.sources else "data.inputs"
         raise RecipeError(f"{key}: unsupported file type: {shown}; readable: {', '.join(FORMATS)}")
     if decontam_benchmarks(cfg):  # the local copies the items are read from: a new copy reruns the stage
-        with tempfile.TemporaryDirectory() as tmp:
-            files += benchmarks.dataset_files(benchmark_plan(cfg, Path(tmp)))
+        files += benchmarks.dataset_files(benchmark_plan(cfg))
     return files
 
 
@@ -123,10 +120,8 @@ def input_labels(cfg: DictConfig, name: str = "data") -> dict[str, dict[str, str
     roots = source_roots(inputs)
     labels = {i.path: {"source": i.source, "file": relative_path(i.path, roots[i.source])} for i in inputs}
     if decontam_benchmarks(cfg):  # read to check the corpus against, not trained on: the papers keep them apart
-        with tempfile.TemporaryDirectory() as tmp:
-            datasets = benchmark_plan(cfg, Path(tmp)).datasets
-        for hub_id, folder in datasets.items():
-            for path in benchmarks.dataset_files(benchmarks.Plan([], datasets={hub_id: folder})):
+        for hub_id, folder in benchmark_plan(cfg).datasets.items():
+            for path in benchmarks.folder_files(folder):
                 labels[str(path)] = {"role": DECONTAMINATION, "benchmark": hub_id,
                                      "file": str(path.relative_to(folder))}
     return labels
@@ -153,9 +148,8 @@ def run(ctx: StageContext) -> StageResult:
     names = decontam_benchmarks(ctx.cfg)
     items: dict[str, Path] = {}
     if names:
-        with tempfile.TemporaryDirectory() as tmp:
-            items = benchmark_items.write_items(benchmark_plan(ctx.cfg, Path(tmp)), ctx.stage_dir / BENCHMARKS,
-                                                settings.decontam.text_key)
+        items = benchmark_items.write_items(benchmark_plan(ctx.cfg), ctx.stage_dir / BENCHMARKS,
+                                            settings.decontam.text_key)
         settings.decontam.eval_files = [*settings.decontam.eval_files, *(str(p) for p in items.values())]
     if settings.slurm.partition is None:
         settings.slurm.partition = ctx.cfg.cluster.cpu_partition or ctx.cfg.cluster.partition

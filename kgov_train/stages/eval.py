@@ -68,8 +68,7 @@ def check(cfg: DictConfig, name: str = "eval") -> list[str]:
         errors.append(f"eval.stages: {unknown} are not training stages of the run ({names})")
     if cfg.eval.benchmarks:
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                benchmark_plan(cfg, Path(tmp))
+            benchmarks.resolve([str(b) for b in cfg.eval.benchmarks], cfg.eval.datasets_dir)
         except benchmarks.BenchmarkError as e:
             errors.append(str(e))
     if int(cfg.eval.max_bytes_per_set) < 1:
@@ -123,8 +122,8 @@ def external_inputs(cfg: DictConfig, name: str = "eval") -> list[Path]:
     that sealed stage."""
     data = []
     if cfg.eval.benchmarks:
-        with tempfile.TemporaryDirectory() as tmp:
-            data = benchmarks.dataset_files(benchmark_plan(cfg, Path(tmp)))
+        data = benchmarks.dataset_files(benchmarks.resolve([str(b) for b in cfg.eval.benchmarks],
+                                                           cfg.eval.datasets_dir))
     chat = [] if has_stage(cfg, "shards") else [
         f.path for s in chat_stages(cfg) for f in input_files(section(cfg, s), chat_kind(s), key_of(cfg, s))]
     return [*(p for s, p in models(cfg).items() if s != BASE), Path(str(cfg.eval.prompts)),
@@ -210,7 +209,9 @@ def run(ctx: StageContext) -> StageResult:
     shutil.rmtree(tasks_dir, ignore_errors=True)
     folders = harness.resolve_task_dirs(task_folders(cfg), tasks_dir / "tasks") if tasks else []
     bench_plan = benchmark_plan(cfg, tasks_dir) if e.benchmarks else None
-    datasets = benchmarks.provenance(bench_plan) if bench_plan else {}  # bundle entries verified before any model
+    # bundle entries verified before any model, with the hashes the pipeline just took of them (the stage's inputs)
+    known = {i["path"]: i["sha256"] for i in (Manifest.load(out).inputs if bench_plan else [])}
+    datasets = benchmarks.provenance(bench_plan, known) if bench_plan else {}
     manager = harness.task_manager([*folders, *(sorted(tasks_dir.glob("benchmark-*")) if bench_plan else [])]) \
         if tasks or bench_plan else None
     limit = int(e.limit) if e.limit is not None else None
